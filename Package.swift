@@ -1,0 +1,98 @@
+// swift-tools-version:6.0
+// twofactor: TOTP two-factor authentication for Linux logins.
+// Targets are named for their job; see README.md ("Architecture") for how they fit together.
+import PackageDescription
+
+let embeddedLibraryDir = "/opt/swift/usr/lib/swift/embedded/x86_64-unknown-linux-gnu"
+
+let package = Package(
+    name: "twofactor",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "twofactord", targets: ["twofactord"]),
+        .executable(name: "twofactor", targets: ["twofactor"]),
+        // Installed as /usr/lib/x86_64-linux-gnu/security/pam_twofactor.so.
+        .library(name: "pam_twofactor", type: .dynamic, targets: ["PAMTwoFactor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+    ],
+    targets: [
+        // OpenSSL's libcrypto: HMAC, AES-256-GCM and the CSPRNG.
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // libqrencode: QR codes drawn by `twofactor enable`.
+        .systemLibrary(
+            name: "CQREncode",
+            pkgConfig: "libqrencode",
+            providers: [.apt(["libqrencode-dev"])]
+        ),
+        // Small C helpers for things Swift cannot call directly (variadic syslog, adjtimex).
+        .target(name: "CTwoFactorSystem"),
+
+        // One-time passwords, base32, otpauth URIs, recovery codes, crypto primitives.
+        .target(name: "TwoFactorCore", dependencies: ["CLibCrypto"]),
+        // The daemon's wire protocol. Written in the subset of Swift that also compiles in
+        // Embedded mode: PAMTwoFactor compiles this same file (a symlink), so there is one codec.
+        .target(name: "TwoFactorWire"),
+        // Blocking Unix-socket client used by the command line and the tests.
+        .target(name: "TwoFactorClient", dependencies: ["TwoFactorWire"]),
+        // The daemon: store, verification logic, audit log, socket server, clock check.
+        .target(
+            name: "TwoFactorDaemon",
+            dependencies: [
+                "TwoFactorCore", "TwoFactorWire", "CTwoFactorSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "twofactord",
+            dependencies: [
+                "TwoFactorDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "twofactor",
+            dependencies: [
+                "TwoFactorCore", "TwoFactorWire", "TwoFactorClient", "CQREncode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // The PAM module: a C shim exporting pam_sm_* and an Embedded Swift verifier.
+        .target(name: "CPAMShim", linkerSettings: [.linkedLibrary("pam")]),
+        .target(
+            name: "PAMTwoFactor",
+            dependencies: ["CPAMShim"],
+            exclude: ["exports.map"],
+            swiftSettings: [
+                .enableExperimentalFeature("Embedded"),
+                .unsafeFlags(["-wmo", "-Osize"]),
+            ],
+            linkerSettings: [
+                .unsafeFlags([
+                    "-Xlinker", "-z", "-Xlinker", "defs",
+                    "-Xlinker", "-z", "-Xlinker", "nodelete",
+                    "-Xlinker", "--version-script=Sources/PAMTwoFactor/exports.map",
+                ]),
+            ]
+        ),
+
+        .testTarget(name: "TwoFactorCoreTests", dependencies: ["TwoFactorCore"]),
+        .testTarget(name: "TwoFactorWireTests", dependencies: ["TwoFactorWire"]),
+        .testTarget(
+            name: "TwoFactorDaemonTests",
+            dependencies: ["TwoFactorDaemon", "TwoFactorCore", "TwoFactorWire", "TwoFactorClient"]
+        ),
+    ]
+)

@@ -1,0 +1,314 @@
+// The twofactord wire protocol, version 1. docs/PROTOCOL.md describes it for people; this file is
+// the single definition for code. It is compiled twice: as the TwoFactorWire module (daemon,
+// command line, tests) and, through a symlink, inside the Embedded Swift PAM module. So it uses
+// only what Embedded Swift has: no Foundation, no existentials, typed throws only.
+//
+// Frame:   u32 big-endian payload length | payload
+// Payload: u8 version | u8 code (an Operation in requests, a Status in responses) | fields
+// Field:   u8 tag | u16 big-endian value length | value bytes
+// Integers inside fields are big-endian; strings are UTF-8 without a terminator.
+
+public enum WireProtocol {
+    public static let version: UInt8 = 1
+    /// Largest request payload the daemon reads. Requests carry a handful of short strings.
+    public static let maxRequestLength = 8 * 1024
+    /// Largest response payload a client accepts (an admin list of many accounts).
+    public static let maxResponseLength = 1024 * 1024
+    /// Longest single field value; u16 length on the wire.
+    public static let maxFieldLength = 65_535
+    public static let headerLength = 4
+}
+
+/// What a request asks for.
+public enum Operation: UInt8 {
+    /// Does the account have 2FA? Answers `enrolled` or `notEnrolled` (PAM asks this first).
+    case check = 0x01
+    /// Verify a TOTP or recovery code: `accepted`, `wrongCode`, `codeReused`, `lockedOut`, `notEnrolled`.
+    case verify = 0x02
+    case enrollBegin = 0x10
+    case enrollConfirm = 0x11
+    case enrollCancel = 0x12
+    case regenerateRecoveryCodes = 0x13
+    case disable = 0x14
+    case status = 0x15
+    case listAccounts = 0x20
+    case resetAccount = 0x21
+    case unlockAccount = 0x22
+    case clockStatus = 0x30
+}
+
+/// How a request went.
+public enum Status: UInt8 {
+    case ok = 0x00
+    case accepted = 0x01
+    case enrolled = 0x02
+    case notEnrolled = 0x03
+    case wrongCode = 0x10
+    case codeReused = 0x11
+    case lockedOut = 0x12
+    case alreadyEnrolled = 0x13
+    case noPendingEnrollment = 0x14
+    case codeRequired = 0x15
+    case permissionDenied = 0x20
+    case badRequest = 0x21
+    case unsupportedVersion = 0x22
+    case unknownOperation = 0x23
+    case internalError = 0x24
+    case busy = 0x25
+}
+
+/// Field tags. Unknown tags are skipped by readers, so a version can grow optional fields.
+public enum FieldTag: UInt8 {
+    // Request fields.
+    case user = 0x01
+    case code = 0x02
+    case service = 0x03
+    case remoteHost = 0x04
+    case tty = 0x05
+    // Verification results.
+    case method = 0x10              // u8: VerificationMethod
+    case recoveryCodesLeft = 0x11   // u32
+    case lockedUntil = 0x12         // u64 unix seconds
+    case message = 0x13             // text for people, never a secret
+    case clockOffsetMicros = 0x14   // i64, sent with a rejection when the clock looks wrong
+    // Enrollment.
+    case secret = 0x20              // base32 text
+    case uri = 0x21                 // otpauth:// URI
+    case recoveryCode = 0x22        // repeated, one per code
+    case digits = 0x23              // u8
+    case period = 0x24              // u32 seconds
+    case algorithm = 0x25           // text: SHA1, SHA256, SHA512
+    case issuer = 0x26              // text
+    // Account status.
+    case enrolledSince = 0x30       // u64 unix seconds
+    case lastUsed = 0x31            // u64 unix seconds
+    case failures = 0x33            // u32 consecutive failures
+    case pending = 0x34             // u8 bool: an enrollment awaits confirmation
+    case isEnrolled = 0x35          // u8 bool
+    case account = 0x36             // nested fields, repeated in listAccounts
+    case driftSteps = 0x37          // i64 learned clock drift of the account, in steps
+    // Clock check.
+    case clockState = 0x40          // text: ok, warning, bad, unknown
+    case clockServer = 0x43         // text
+    case clockDelayMicros = 0x42    // i64
+    case clockStratum = 0x44        // u8
+    case clockMeasuredAt = 0x45     // u64 unix seconds
+    case kernelSynchronized = 0x46  // u8 bool
+    case kernelErrorMicros = 0x47   // i64 estimated error from adjtimex
+    case clockRemedy = 0x48         // text
+    case clockCompensation = 0x49   // u8 bool
+}
+
+public enum VerificationMethod: UInt8 {
+    case totp = 1
+    case recoveryCode = 2
+}
+
+public enum WireError: Error, Equatable {
+    case truncated
+    case frameTooLarge
+    case emptyFrame
+    case fieldTooLong
+    case malformedField
+}
+
+public struct WireField: Equatable {
+    public var tag: UInt8
+    public var value: [UInt8]
+
+    public init(tag: UInt8, value: [UInt8]) {
+        self.tag = tag
+        self.value = value
+    }
+}
+
+/// A request or a response: a code and its fields.
+public struct WireMessage: Equatable {
+    public var version: UInt8
+    public var code: UInt8
+    public var fields: [WireField]
+
+    public init(code: UInt8, version: UInt8 = WireProtocol.version) {
+        self.version = version
+        self.code = code
+        self.fields = []
+    }
+
+    public init(operation: Operation) { self.init(code: operation.rawValue) }
+    public init(status: Status) { self.init(code: status.rawValue) }
+
+    public var operation: Operation? { Operation(rawValue: code) }
+    public var status: Status? { Status(rawValue: code) }
+
+    // MARK: Building
+
+    public mutating func append(_ tag: FieldTag, bytes: [UInt8]) throws(WireError) {
+        if bytes.count > WireProtocol.maxFieldLength { throw WireError.fieldTooLong }
+        fields.append(WireField(tag: tag.rawValue, value: bytes))
+    }
+
+    public mutating func append(_ tag: FieldTag, string: String) throws(WireError) {
+        try append(tag, bytes: Array(string.utf8))
+    }
+
+    public mutating func append(_ tag: FieldTag, uint8 value: UInt8) {
+        fields.append(WireField(tag: tag.rawValue, value: [value]))
+    }
+
+    public mutating func append(_ tag: FieldTag, bool value: Bool) {
+        append(tag, uint8: value ? 1 : 0)
+    }
+
+    public mutating func append(_ tag: FieldTag, uint32 value: UInt32) {
+        fields.append(WireField(tag: tag.rawValue, value: WireMessage.bigEndianBytes(UInt64(value), count: 4)))
+    }
+
+    public mutating func append(_ tag: FieldTag, uint64 value: UInt64) {
+        fields.append(WireField(tag: tag.rawValue, value: WireMessage.bigEndianBytes(value, count: 8)))
+    }
+
+    public mutating func append(_ tag: FieldTag, int64 value: Int64) {
+        append(tag, uint64: UInt64(bitPattern: value))
+    }
+
+    /// Nests another message's fields as one field (used for repeated records).
+    public mutating func append(_ tag: FieldTag, nested: WireMessage) throws(WireError) {
+        try append(tag, bytes: WireMessage.encodeFields(nested.fields))
+    }
+
+    // MARK: Reading
+
+    public func bytes(_ tag: FieldTag) -> [UInt8]? {
+        for field in fields where field.tag == tag.rawValue { return field.value }
+        return nil
+    }
+
+    public func allBytes(_ tag: FieldTag) -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        for field in fields where field.tag == tag.rawValue { result.append(field.value) }
+        return result
+    }
+
+    public func string(_ tag: FieldTag) -> String? {
+        guard let value = bytes(tag) else { return nil }
+        return String(decoding: value, as: UTF8.self)
+    }
+
+    public func allStrings(_ tag: FieldTag) -> [String] {
+        var result: [String] = []
+        for value in allBytes(tag) { result.append(String(decoding: value, as: UTF8.self)) }
+        return result
+    }
+
+    public func uint8(_ tag: FieldTag) -> UInt8? {
+        guard let value = bytes(tag), value.count == 1 else { return nil }
+        return value[0]
+    }
+
+    public func bool(_ tag: FieldTag) -> Bool? {
+        guard let value = uint8(tag) else { return nil }
+        return value != 0
+    }
+
+    public func uint32(_ tag: FieldTag) -> UInt32? {
+        guard let value = bytes(tag), value.count == 4 else { return nil }
+        return UInt32(truncatingIfNeeded: WireMessage.readBigEndian(value, from: 0, count: 4))
+    }
+
+    public func uint64(_ tag: FieldTag) -> UInt64? {
+        guard let value = bytes(tag), value.count == 8 else { return nil }
+        return WireMessage.readBigEndian(value, from: 0, count: 8)
+    }
+
+    public func int64(_ tag: FieldTag) -> Int64? {
+        guard let value = uint64(tag) else { return nil }
+        return Int64(bitPattern: value)
+    }
+
+    public func allNested(_ tag: FieldTag) throws(WireError) -> [WireMessage] {
+        var result: [WireMessage] = []
+        for value in allBytes(tag) {
+            var nested = WireMessage(code: 0)
+            nested.fields = try WireMessage.decodeFields(value, from: 0)
+            result.append(nested)
+        }
+        return result
+    }
+
+    // MARK: Encoding and decoding
+
+    /// The payload (version, code, fields) without the length prefix.
+    public func encodedPayload() -> [UInt8] {
+        var out: [UInt8] = [version, code]
+        out.append(contentsOf: WireMessage.encodeFields(fields))
+        return out
+    }
+
+    /// Length prefix plus payload, ready to write to the socket.
+    public func encodedFrame() -> [UInt8] {
+        let payload = encodedPayload()
+        var out = WireMessage.bigEndianBytes(UInt64(payload.count), count: 4)
+        out.append(contentsOf: payload)
+        return out
+    }
+
+    /// Decodes a payload. The version byte is returned as found: answering an unsupported
+    /// version is the receiver's decision, not the codec's.
+    public static func decode(payload: [UInt8]) throws(WireError) -> WireMessage {
+        if payload.count < 2 { throw WireError.emptyFrame }
+        var message = WireMessage(code: payload[1], version: payload[0])
+        message.fields = try decodeFields(payload, from: 2)
+        return message
+    }
+
+    /// Reads the length prefix and checks it against `limit`.
+    public static func payloadLength(header: [UInt8], limit: Int) throws(WireError) -> Int {
+        if header.count < WireProtocol.headerLength { throw WireError.truncated }
+        let length = Int(readBigEndian(header, from: 0, count: 4))
+        if length < 2 { throw WireError.emptyFrame }
+        if length > limit { throw WireError.frameTooLarge }
+        return length
+    }
+
+    static func encodeFields(_ fields: [WireField]) -> [UInt8] {
+        var out: [UInt8] = []
+        for field in fields {
+            out.append(field.tag)
+            out.append(UInt8(truncatingIfNeeded: field.value.count >> 8))
+            out.append(UInt8(truncatingIfNeeded: field.value.count))
+            out.append(contentsOf: field.value)
+        }
+        return out
+    }
+
+    static func decodeFields(_ bytes: [UInt8], from start: Int) throws(WireError) -> [WireField] {
+        var fields: [WireField] = []
+        var index = start
+        while index < bytes.count {
+            if bytes.count - index < 3 { throw WireError.malformedField }
+            let tag = bytes[index]
+            let length = Int(bytes[index + 1]) << 8 | Int(bytes[index + 2])
+            index += 3
+            if bytes.count - index < length { throw WireError.malformedField }
+            fields.append(WireField(tag: tag, value: Array(bytes[index..<(index + length)])))
+            index += length
+        }
+        return fields
+    }
+
+    static func bigEndianBytes(_ value: UInt64, count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var shift = (count - 1) * 8
+        while shift >= 0 {
+            out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+            shift -= 8
+        }
+        return out
+    }
+
+    static func readBigEndian(_ bytes: [UInt8], from start: Int, count: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for i in 0..<count { value = value << 8 | UInt64(bytes[start + i]) }
+        return value
+    }
+}
