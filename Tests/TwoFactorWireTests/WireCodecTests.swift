@@ -1,0 +1,152 @@
+import Foundation
+import XCTest
+@testable import TwoFactorWire
+
+/// The codec against golden frames written by hand from docs/PROTOCOL.md. The same frames are
+/// checked by the Python test client, so both sides of the tests speak one protocol.
+final class WireCodecTests: XCTestCase {
+    private func golden() throws -> [String: [UInt8]] {
+        let url = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("fixtures/wire-golden.txt")
+        var result: [String: [UInt8]] = [:]
+        for line in try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
+        where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            XCTAssertEqual(parts.count, 2, "bad golden line: \(line)")
+            var bytes: [UInt8] = []
+            var index = parts[1].startIndex
+            while index < parts[1].endIndex {
+                let next = parts[1].index(index, offsetBy: 2)
+                bytes.append(UInt8(parts[1][index..<next], radix: 16)!)
+                index = next
+            }
+            result[String(parts[0])] = bytes
+        }
+        XCTAssertEqual(result.count, 7)
+        return result
+    }
+
+    private func roundTrip(_ message: WireMessage, _ expected: [UInt8]?,
+                           file: StaticString = #filePath, line: UInt = #line) throws {
+        let frame = message.encodedFrame()
+        XCTAssertEqual(frame, expected, file: file, line: line)
+        let length = try WireMessage.payloadLength(header: Array(frame[0..<4]),
+                                                   limit: WireProtocol.maxRequestLength)
+        XCTAssertEqual(length, frame.count - 4, file: file, line: line)
+        XCTAssertEqual(try WireMessage.decode(payload: Array(frame[4...])), message, file: file, line: line)
+    }
+
+    func testRequestsMatchGoldenFrames() throws {
+        let vectors = try golden()
+        var verify = WireMessage(operation: .verify)
+        try verify.append(.user, string: "alice")
+        try verify.append(.code, string: "123456")
+        try verify.append(.service, string: "sshd")
+        try roundTrip(verify, vectors["verify_request"])
+
+        var check = WireMessage(operation: .check)
+        try check.append(.user, string: "bob")
+        try roundTrip(check, vectors["check_request"])
+    }
+
+    func testResponsesMatchGoldenFrames() throws {
+        let vectors = try golden()
+        var accepted = WireMessage(status: .accepted)
+        accepted.append(.method, uint8: VerificationMethod.recoveryCode.rawValue)
+        accepted.append(.recoveryCodesLeft, uint32: 3)
+        try roundTrip(accepted, vectors["accepted_recovery"])
+        XCTAssertEqual(accepted.uint32(.recoveryCodesLeft), 3)
+
+        var locked = WireMessage(status: .lockedOut)
+        locked.append(.lockedUntil, uint64: 1_796_000_000)
+        try roundTrip(locked, vectors["locked_out"])
+
+        var wrong = WireMessage(status: .wrongCode)
+        wrong.append(.clockOffsetMicros, int64: -12_345_678)
+        try roundTrip(wrong, vectors["wrong_code_clock"])
+        XCTAssertEqual(wrong.int64(.clockOffsetMicros), -12_345_678)
+
+        var account = WireMessage(code: 0)
+        try account.append(.user, string: "carol")
+        account.append(.isEnrolled, bool: true)
+        var list = WireMessage(status: .ok)
+        try list.append(.account, nested: account)
+        try roundTrip(list, vectors["list_nested"])
+        let nested = try list.allNested(.account)
+        XCTAssertEqual(nested.count, 1)
+        XCTAssertEqual(nested.first?.string(.user), "carol")
+        XCTAssertEqual(nested.first?.bool(.isEnrolled), true)
+
+        try roundTrip(WireMessage(status: .ok), vectors["empty_status_ok"])
+    }
+
+    func testRepeatedFieldsKeepOrderAndSingleReadersTakeTheFirst() throws {
+        var message = WireMessage(status: .ok)
+        for code in ["AAAA-BBBB-CCCC", "DDDD-EEEE-FFFF"] { try message.append(.recoveryCode, string: code) }
+        XCTAssertEqual(message.allStrings(.recoveryCode), ["AAAA-BBBB-CCCC", "DDDD-EEEE-FFFF"])
+        XCTAssertEqual(message.string(.recoveryCode), "AAAA-BBBB-CCCC")
+        XCTAssertNil(message.string(.user))
+    }
+
+    func testUnknownTagsAreKeptForTheReaderToSkip() throws {
+        let payload: [UInt8] = [1, 0x01, 0xEE, 0, 1, 7, 0x01, 0, 1, 0x61]
+        let message = try WireMessage.decode(payload: payload)
+        XCTAssertEqual(message.string(.user), "a")
+        XCTAssertEqual(message.fields.count, 2)
+    }
+
+    func testVersionIsReportedNotRejectedByTheCodec() throws {
+        let message = try WireMessage.decode(payload: [9, 0x01])
+        XCTAssertEqual(message.version, 9)
+        XCTAssertEqual(message.operation, .check)
+    }
+
+    func testMalformedInputIsAnErrorNotATrap() {
+        XCTAssertThrowsError(try WireMessage.decode(payload: [])) { XCTAssertEqual($0 as? WireError, .emptyFrame) }
+        XCTAssertThrowsError(try WireMessage.decode(payload: [1])) { XCTAssertEqual($0 as? WireError, .emptyFrame) }
+        // A field whose length runs past the payload.
+        XCTAssertThrowsError(try WireMessage.decode(payload: [1, 2, 0x01, 0, 9, 0x61])) {
+            XCTAssertEqual($0 as? WireError, .malformedField)
+        }
+        // A field header cut short.
+        XCTAssertThrowsError(try WireMessage.decode(payload: [1, 2, 0x01, 0])) {
+            XCTAssertEqual($0 as? WireError, .malformedField)
+        }
+        XCTAssertThrowsError(try WireMessage.payloadLength(header: [0, 0, 0x20, 1], limit: WireProtocol.maxRequestLength)) {
+            XCTAssertEqual($0 as? WireError, .frameTooLarge)
+        }
+        XCTAssertThrowsError(try WireMessage.payloadLength(header: [0xff, 0xff, 0xff, 0xff], limit: WireProtocol.maxResponseLength)) {
+            XCTAssertEqual($0 as? WireError, .frameTooLarge)
+        }
+        XCTAssertThrowsError(try WireMessage.payloadLength(header: [0, 0, 0, 1], limit: WireProtocol.maxRequestLength)) {
+            XCTAssertEqual($0 as? WireError, .emptyFrame)
+        }
+        XCTAssertThrowsError(try WireMessage.payloadLength(header: [0, 0], limit: WireProtocol.maxRequestLength)) {
+            XCTAssertEqual($0 as? WireError, .truncated)
+        }
+        // Random garbage never traps.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let length = Int.random(in: 0..<64, using: &generator)
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            _ = try? WireMessage.decode(payload: bytes)
+        }
+    }
+
+    func testOversizedFieldIsRefusedWhenBuilding() {
+        var message = WireMessage(operation: .verify)
+        XCTAssertThrowsError(try message.append(.code, bytes: [UInt8](repeating: 0x31, count: 70_000))) {
+            XCTAssertEqual($0 as? WireError, .fieldTooLong)
+        }
+        XCTAssertTrue(message.fields.isEmpty)
+    }
+
+    func testTypedReadersRejectWrongWidths() throws {
+        var message = WireMessage(status: .ok)
+        try message.append(.failures, bytes: [1, 2])
+        XCTAssertNil(message.uint32(.failures))
+        XCTAssertNil(message.uint64(.failures))
+        XCTAssertNil(message.bool(.failures))
+    }
+}

@@ -1,0 +1,80 @@
+"""Shared fixtures for the integration tests: the real twofactord binary on a temporary socket
+and store, throwaway Unix users, throwaway PAM services, and independent TOTP codes (oathtool).
+
+Paths come from the environment so the same tests run against a debug build or the installed
+product (the default, and what .ci/run uses):
+  TWOFACTORD            the daemon binary    (default /usr/local/sbin/twofactord)
+  TWOFACTOR_CLI         the command line     (default /usr/local/bin/twofactor)
+  TWOFACTOR_PAM_MODULE  the PAM module       (default /usr/lib/x86_64-linux-gnu/security/pam_twofactor.so)
+"""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers import (  # noqa: E402  (helpers lives beside this file)
+    Daemon, ThrowawayUser, PamService, unique_name,
+)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path_factory):
+    """Starts daemons with config overrides: daemon_factory(window=2, max_failures=3)."""
+    started = []
+
+    def start(**overrides):
+        d = Daemon(tmp_path_factory.mktemp("twofactord"), overrides)
+        started.append(d)
+        d.start()
+        return d
+
+    yield start
+    for d in started:
+        d.destroy()
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    """A running twofactord with NTP off, logging to stderr, on a private socket and store."""
+    return daemon_factory()
+
+
+@pytest.fixture
+def user():
+    """A throwaway Unix user with a home directory and a random password, removed afterwards."""
+    u = ThrowawayUser()
+    try:
+        yield u
+    finally:
+        u.remove()
+
+
+@pytest.fixture
+def make_user():
+    made = []
+
+    def make(**kwargs):
+        u = ThrowawayUser(**kwargs)
+        made.append(u)
+        return u
+
+    yield make
+    for u in made:
+        u.remove()
+
+
+@pytest.fixture
+def pam_service():
+    """pam_service(lines) writes /etc/pam.d/<unique lowercase name> and returns the name."""
+    made = []
+
+    def make(lines, prefix="tftest"):
+        s = PamService(unique_name(prefix), lines)
+        made.append(s)
+        return s.name
+
+    yield make
+    for s in made:
+        s.remove()
