@@ -55,7 +55,7 @@ public final class DaemonConnection {
         let pathBytes = Array(socketPath.utf8)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
         guard pathBytes.count < capacity else {
-            close(fd)
+            Glibc.close(fd)
             throw ClientError.protocolError("socket path is longer than \(capacity - 1) bytes: \(socketPath)")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -69,7 +69,7 @@ public final class DaemonConnection {
         }
         if result != 0 {
             let code = errno
-            close(fd)
+            Glibc.close(fd)
             switch code {
             case ENOENT, ECONNREFUSED: throw ClientError.daemonNotRunning(path: socketPath)
             case EACCES, EPERM: throw ClientError.permissionDenied(path: socketPath)
@@ -78,7 +78,7 @@ public final class DaemonConnection {
         }
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit { if fd >= 0 { Glibc.close(fd) } }
 
     public func close() {
         if fd >= 0 { Glibc.close(fd) }
