@@ -78,3 +78,13 @@ def pam_service():
     yield make
     for s in made:
         s.remove()
+
+
+# ---- End-to-end tests through real sshd and sudo (test_sshd.py, test_sudo.py) ----------------
+# Owned by the e2e helper; the fixtures live in e2e.py: installed_daemon (the installed, running
+# twofactord; fails if it does not answer), e2e_system_guard, e2e_users, sshd_default,
+# sshd_require, openssh_client, sudo_grant.
+from e2e import (  # noqa: E402,F401  (fixtures are found by name in conftest's namespace)
+    e2e_system_guard, e2e_users, installed_daemon, openssh_client, sshd_default, sshd_require,
+    sudo_grant,
+)

@@ -1,0 +1,135 @@
+"""Logins through a real OpenSSH server (a throwaway sshd with its own PAM service) with the
+installed pam_twofactor.so and the installed, running twofactord. See e2e.py."""
+import pytest
+
+from e2e import CODE_PROMPT, WRONG_CODE_MESSAGE, paramiko_login
+
+pytestmark = pytest.mark.usefixtures("e2e_system_guard")
+
+CLIENTS = ["paramiko", "openssh"]
+
+
+@pytest.fixture
+def login(request, openssh_client):
+    """login(sshd, user, code=None, password=None) with the test's client (paramiko/openssh)."""
+    client = request.param if hasattr(request, "param") else "paramiko"
+
+    def run(server, user, code=None, password=None, command="id -un"):
+        password = user.password if password is None else password
+        if client == "paramiko":
+            return paramiko_login(server.port, user.name, password, code, command)
+        return openssh_client.login(server.port, user.name, password, code, command)
+
+    return run
+
+
+def assert_logged_in(result, user):
+    assert result.authenticated, result
+    assert result.exit_status == 0, result
+    assert result.output.strip() == user.name, result
+
+
+def assert_refused(result):
+    assert not result.authenticated, result
+    assert result.output == "", result
+
+
+def assert_asked_password_then_code(result):
+    assert len(result.prompts) == 2, result
+    assert "password" in result.prompts[0].lower(), result
+    assert result.prompts[1].endswith(CODE_PROMPT), result
+
+
+def shown_wrong_code_message(result):
+    return any(WRONG_CODE_MESSAGE in text for text in result.messages)
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_enrolled_user_logs_in_with_password_and_code(login, sshd_default, e2e_users):
+    user = e2e_users()
+    result = login(sshd_default, user, user.enrollment.codes.next_code())
+    assert_logged_in(result, user)
+    assert_asked_password_then_code(result)
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_wrong_code_is_refused_with_message(login, sshd_default, e2e_users,
+                                                 installed_daemon):
+    user = e2e_users()
+    result = login(sshd_default, user, user.enrollment.codes.wrong_code())
+    assert_refused(result)
+    assert_asked_password_then_code(result)
+    assert shown_wrong_code_message(result), result
+    assert installed_daemon.status(user.name)["failures"] == 1
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_reused_code_is_refused(login, sshd_default, e2e_users):
+    user = e2e_users()
+    code = user.enrollment.codes.next_code()
+    assert_logged_in(login(sshd_default, user, code), user)
+    replay = login(sshd_default, user, code)
+    assert_refused(replay)
+    assert_asked_password_then_code(replay)
+    assert shown_wrong_code_message(replay), replay
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_recovery_code_logs_in_once(login, sshd_default, e2e_users, installed_daemon):
+    user = e2e_users()
+    recovery = user.enrollment.recovery_codes[3]
+    assert_logged_in(login(sshd_default, user, recovery), user)
+    assert installed_daemon.status(user.name)["recoveryCodesLeft"] == 7
+    second = login(sshd_default, user, recovery)
+    assert_refused(second)
+    assert shown_wrong_code_message(second), second
+    assert installed_daemon.status(user.name)["recoveryCodesLeft"] == 7
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_wrong_password_with_right_code_is_refused(login, sshd_default, e2e_users):
+    user = e2e_users()
+    result = login(sshd_default, user, user.enrollment.codes.next_code(),
+                   password=user.password + "x")
+    assert_refused(result)
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_user_without_2fa_is_asked_only_the_password(login, sshd_default, e2e_users):
+    user = e2e_users(enrolled=False)
+    result = login(sshd_default, user)
+    assert_logged_in(result, user)
+    assert len(result.prompts) == 1 and "password" in result.prompts[0].lower(), result
+    assert not result.asked_for_code(), result
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_require_refuses_user_without_2fa(login, sshd_require, e2e_users):
+    user = e2e_users(enrolled=False)
+    assert_refused(login(sshd_require, user))
+
+
+def test_sshd_require_still_lets_enrolled_user_in(login, sshd_require, e2e_users):
+    user = e2e_users()
+    result = login(sshd_require, user, user.enrollment.codes.next_code())
+    assert_logged_in(result, user)
+    assert_asked_password_then_code(result)
+
+
+def test_sshd_lockout_after_wrong_codes_until_admin_unlock(login, sshd_default, e2e_users,
+                                                           installed_daemon):
+    user = e2e_users()
+    codes = user.enrollment.codes
+    for attempt in range(installed_daemon.max_failures):
+        assert_refused(login(sshd_default, user, codes.wrong_code()))
+    status = installed_daemon.status(user.name)
+    assert status.get("lockedUntil"), f"not locked after {installed_daemon.max_failures} wrong codes: {status!r}"
+
+    # A right code is refused while locked (without being checked, so it is not used up).
+    right = codes.next_code()
+    assert_refused(login(sshd_default, user, right))
+
+    installed_daemon.admin_unlock(user.name)
+    status = installed_daemon.status(user.name)
+    assert not status.get("lockedUntil") and status["failures"] == 0, status
+    assert_logged_in(login(sshd_default, user, codes.next_code()), user)

@@ -1,0 +1,67 @@
+"""sudo through the installed pam_twofactor.so and the installed, running twofactord, for a
+throwaway user given its own PAM service by a throwaway /etc/sudoers.d file. See e2e.py."""
+import pytest
+
+from e2e import CODE_PROMPT, PROTECTED_FILES, WRONG_CODE_MESSAGE, root_sudo_works, sha256_of, sudo_as
+
+pytestmark = pytest.mark.usefixtures("e2e_system_guard")
+
+
+def test_sudo_with_password_and_right_code_runs_the_command(e2e_users, sudo_grant):
+    user = e2e_users()
+    sudo_grant(user.name)
+    result = sudo_as(user.name, user.password, user.enrollment.codes.next_code())
+    assert result.prompts == [f"[sudo] password for {user.name}: ", CODE_PROMPT], result
+    assert result.exit_status == 0, result
+    assert result.printed_line("0"), result
+
+
+def test_sudo_with_wrong_code_is_refused_with_message(e2e_users, sudo_grant, installed_daemon):
+    user = e2e_users()
+    sudo_grant(user.name)
+    result = sudo_as(user.name, user.password, user.enrollment.codes.wrong_code())
+    assert result.prompts == [f"[sudo] password for {user.name}: ", CODE_PROMPT], result
+    assert result.exit_status != 0, result
+    assert not result.printed_line("0"), result
+    assert WRONG_CODE_MESSAGE in result.transcript, result
+    assert installed_daemon.status(user.name)["failures"] == 1
+
+
+def test_sudo_reused_code_is_refused(e2e_users, sudo_grant):
+    user = e2e_users()
+    sudo_grant(user.name)
+    code = user.enrollment.codes.next_code()
+    assert sudo_as(user.name, user.password, code).printed_line("0")
+    replay = sudo_as(user.name, user.password, code)
+    assert replay.exit_status != 0 and not replay.printed_line("0"), replay
+    assert WRONG_CODE_MESSAGE in replay.transcript, replay
+
+
+def test_sudo_user_without_2fa_is_asked_only_the_password(e2e_users, sudo_grant):
+    user = e2e_users(enrolled=False)
+    sudo_grant(user.name)
+    result = sudo_as(user.name, user.password)
+    assert result.prompts == [f"[sudo] password for {user.name}: "], result
+    assert result.exit_status == 0 and result.printed_line("0"), result
+
+
+def test_sudo_require_refuses_user_without_2fa(e2e_users, sudo_grant):
+    user = e2e_users(enrolled=False)
+    sudo_grant(user.name, ["require"])
+    result = sudo_as(user.name, user.password)
+    assert result.exit_status != 0 and not result.printed_line("0"), result
+
+
+def test_root_sudo_is_untouched_while_a_grant_is_installed(e2e_users, sudo_grant):
+    user = e2e_users()
+    sudo_grant(user.name)
+    for done in root_sudo_works():
+        assert done.returncode == 0, f"{done.args}: {done.returncode} {done.stderr}"
+        assert done.stderr == "", f"{done.args} said: {done.stderr}"
+
+
+def test_system_sshd_and_sudo_configuration_unchanged_so_far(e2e_system_guard):
+    # The session guard checks again after the very last test; this names the files in a test.
+    for path in PROTECTED_FILES:
+        assert sha256_of(path) == e2e_system_guard.hashes[path], f"{path} changed"
+    assert e2e_system_guard.problems(at_end=False) == []
