@@ -1,9 +1,332 @@
 import CPAMShim
 
+/// pam_sm_authenticate's work (the C shim calls this). Asks twofactord whether the account has
+/// two-factor authentication (`check`), and if so gets a code from the person and has the daemon
+/// judge it (`verify`). See docs/pam_twofactor.8 for the options and what each outcome returns.
 @_cdecl("twofactor_authenticate")
 public func twofactorAuthenticate(_ pamh: OpaquePointer?, _ flags: Int32, _ argc: Int32,
                                   _ argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
-    var m = WireMessage(operation: .check)
-    m.append(.tty, uint8: 1)
-    return m.encodedFrame().count > 0 ? PAM_IGNORE : PAM_AUTH_ERR
+    guard let pamh else { return PAM_SYSTEM_ERR }
+    var session = Authentication(pamh: pamh, flags: flags,
+                                 options: Options(argc: argc, argv: argv, pamh: pamh))
+    return session.run()
+}
+
+/// Longest code the daemon's classifier considers (CodeInput.maxLength in TwoFactorCore, which
+/// the Embedded module cannot import). Longer answers are rejected here, before any encoding.
+let maxCodeLength = 64
+/// Longest user, service, remote host or tty value sent; keeps every request far below the
+/// daemon's 8 KiB limit. A longer user name fails; a longer optional field is left out.
+let maxFieldLength = 1024
+
+let incorrectCodeMessage = "Incorrect two-factor authentication code"
+
+struct Authentication {
+    let pamh: OpaquePointer
+    let flags: Int32
+    let options: Options
+
+    /// PAM_SILENT: the application asked for no informational or error messages.
+    var silent: Bool { flags & Int32(bitPattern: UInt32(PAM_SILENT)) != 0 }
+
+    mutating func run() -> Int32 {
+        var userPointer: UnsafePointer<CChar>? = nil
+        let userStatus = pam_get_user(pamh, &userPointer, nil)
+        guard userStatus == PAM_SUCCESS else {
+            debug("could not get the user name (PAM status \(userStatus))")
+            return userStatus
+        }
+        guard let userPointer else { return PAM_USER_UNKNOWN }
+        let user = cStringBytes(userPointer)
+        guard user.count > 0, user.count <= maxFieldLength else {
+            log(pamh, LOG_ERR, "refusing a user name of \(user.count) bytes")
+            return PAM_USER_UNKNOWN
+        }
+        let userText = printable(userPointer, limit: 64)
+
+        // 1. Does this account use 2FA?
+        var check = WireMessage(operation: .check)
+        do {
+            try check.append(.user, bytes: Array(user))
+        } catch {
+            return PAM_USER_UNKNOWN
+        }
+        let checkAnswer: WireMessage
+        do {
+            checkAnswer = try check.encodedFrame().withUnsafeBufferPointer { (frame) throws(LinkFailure) in
+                try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
+                                        frame: frame, timeoutSeconds: options.timeoutSeconds)
+            }
+        } catch {
+            return unavailable(error, user: userText)
+        }
+        switch checkAnswer.status {
+        case .enrolled:
+            debug("user \(userText) has two-factor authentication")
+        case .notEnrolled:
+            return notEnrolled(user: userText)
+        default:
+            return unexpected(checkAnswer, operation: "check", user: userText)
+        }
+
+        // 2. Get the code (and, with forward_pass, the password in front of it).
+        var code = SecretBytes(capacity: maxCodeLength)
+        let obtained = obtainCode(into: &code)
+        if obtained != PAM_SUCCESS { return obtained }
+        guard isPlausibleCode(code.bytes) else {
+            debug("user \(userText): the answer is not shaped like a code; not sent to the daemon")
+            tell(PAM_ERROR_MSG, incorrectCodeMessage)
+            return PAM_AUTH_ERR
+        }
+
+        // 3. Have the daemon judge it.
+        var request = SecretBytes(capacity: 64 + maxCodeLength + 4 * maxFieldLength)
+        guard encodeVerify(into: &request, user: user, code: code.bytes) else {
+            log(pamh, LOG_ERR, "could not encode the verify request")
+            return PAM_SYSTEM_ERR
+        }
+        let answer: WireMessage
+        do {
+            answer = try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
+                                             frame: request.bytes, timeoutSeconds: options.timeoutSeconds)
+        } catch {
+            return unavailable(error, user: userText)
+        }
+        return judge(answer, user: userText)
+    }
+
+    // MARK: Outcomes
+
+    func judge(_ answer: WireMessage, user: String) -> Int32 {
+        switch answer.status {
+        case .accepted:
+            if answer.uint8(.method) == VerificationMethod.recoveryCode.rawValue {
+                debug("user \(user): recovery code accepted")
+                tellRecoveryCodesLeft(answer.uint32(.recoveryCodesLeft))
+            } else {
+                debug("user \(user): code accepted")
+            }
+            return PAM_SUCCESS
+        case .wrongCode, .codeReused:
+            debug("user \(user): code rejected (\(answer.status == .codeReused ? "reused" : "wrong"))")
+            if let offset = answer.int64(.clockOffsetMicros) {
+                let seconds = offset.magnitude / 1_000_000
+                tell(PAM_ERROR_MSG, "\(incorrectCodeMessage)\nThe server's clock may be wrong (off by about \(seconds) seconds); please tell the administrator.")
+            } else {
+                tell(PAM_ERROR_MSG, incorrectCodeMessage)
+            }
+            return PAM_AUTH_ERR
+        case .lockedOut:
+            debug("user \(user): locked out")
+            tell(PAM_ERROR_MSG, "Too many incorrect codes; try again in \(minutesUntil(answer.uint64(.lockedUntil))) minutes")
+            return PAM_AUTH_ERR
+        case .notEnrolled:
+            // 2FA was switched off between check and verify.
+            return notEnrolled(user: user)
+        default:
+            return unexpected(answer, operation: "verify", user: user)
+        }
+    }
+
+    func notEnrolled(user: String) -> Int32 {
+        if options.require {
+            log(pamh, LOG_NOTICE, "user \(user) has no two-factor authentication set up and it is required")
+            tell(PAM_ERROR_MSG, "Two-factor authentication is required for this account but is not set up. Set it up with `twofactor enable` from an existing session, or ask the administrator.")
+            return PAM_AUTH_ERR
+        }
+        debug("user \(user) has no two-factor authentication; ignoring")
+        return PAM_IGNORE
+    }
+
+    func unexpected(_ answer: WireMessage, operation: StaticString, user: String) -> Int32 {
+        return unavailable(LinkFailure(what: "an unexpected answer"), user: user,
+                           detail: " (status \(answer.code) to \(operation))")
+    }
+
+    /// The daemon gave no usable answer: failmode decides.
+    func unavailable(_ failure: LinkFailure, user: String, detail: String = "") -> Int32 {
+        let consequence = options.failMode == .secure
+            ? "refusing user \(user) (failmode=secure)"
+            : "WARNING: letting user \(user) continue without two-factor authentication (failmode=open)"
+        let path = printable(options.socketPath, limit: 120)
+        let message = "twofactord at \(path) gave no usable answer: \(failure.what)\(detail); \(consequence)"
+        let priority = options.failMode == .secure ? LOG_ERR : LOG_WARNING
+        if failure.errnum != 0 {
+            message.withCString { twofactor_syslog_errno(pamh, priority, $0, failure.errnum) }
+        } else {
+            log(pamh, priority, message)
+        }
+        if options.failMode == .open { return PAM_IGNORE }
+        tell(PAM_ERROR_MSG, "Two-factor authentication is unavailable right now; try again later.")
+        return PAM_AUTHINFO_UNAVAIL
+    }
+
+    func tellRecoveryCodesLeft(_ left: UInt32?) {
+        guard let left else {
+            tell(PAM_TEXT_INFO, "Recovery code accepted.")
+            return
+        }
+        var text = "Recovery code accepted; \(left) recovery code\(left == 1 ? "" : "s") left."
+        if left <= 2 {
+            text += "\nWARNING: generate new recovery codes with `twofactor recovery-codes` now."
+        }
+        tell(PAM_TEXT_INFO, text)
+    }
+
+    func minutesUntil(_ lockedUntil: UInt64?) -> UInt64 {
+        guard let lockedUntil else { return 1 }
+        let now = UInt64(time(nil))
+        guard lockedUntil > now else { return 1 }
+        let seconds = lockedUntil - now
+        return seconds / 60 + (seconds % 60 == 0 ? 0 : 1)
+    }
+
+    // MARK: Getting the code
+
+    /// Fills `code`; with forward_pass also puts the password into PAM_AUTHTOK. Returns a PAM
+    /// status: anything but PAM_SUCCESS ends the authentication with it.
+    mutating func obtainCode(into code: inout SecretBytes) -> Int32 {
+        if options.answerSource != .prompt {
+            var token: UnsafeRawPointer? = nil
+            if pam_get_item(pamh, PAM_AUTHTOK, &token) == PAM_SUCCESS, let token {
+                let answer = cStringBytes(token.assumingMemoryBound(to: CChar.self))
+                let usable = options.answerSource == .useFirstPass
+                    || (options.forwardPass ? codeSplit(answer) != nil : isPlausibleCode(answer))
+                if usable {
+                    debug("taking the code from PAM_AUTHTOK")
+                    return take(answer, into: &code)
+                }
+            } else if options.answerSource == .useFirstPass {
+                log(pamh, LOG_ERR, "use_first_pass: no PAM_AUTHTOK from an earlier module")
+                return PAM_AUTH_ERR
+            }
+        }
+        var response: UnsafeMutablePointer<CChar>? = nil
+        let status = twofactor_converse(pamh, PAM_PROMPT_ECHO_OFF, options.effectivePrompt, &response)
+        defer { twofactor_free_secret(response) }
+        guard status == PAM_SUCCESS else {
+            log(pamh, LOG_ERR, "the conversation failed (PAM status \(status))")
+            return PAM_CONV_ERR
+        }
+        guard let response else { return PAM_SUCCESS }  // no answer: an empty code
+        return take(cStringBytes(response), into: &code)
+    }
+
+    /// Copies the code out of an answer. With forward_pass the answer is password then code: the
+    /// code is cut off the end and the password replaces PAM_AUTHTOK for the next module.
+    func take(_ answer: UnsafeBufferPointer<UInt8>, into code: inout SecretBytes) -> Int32 {
+        guard options.forwardPass else {
+            // Longer than any code: keep a prefix one byte too long, so it is rejected as such.
+            _ = code.append(answer.baseAddress ?? UnsafePointer(code.base), count: min(answer.count, maxCodeLength))
+            if answer.count > maxCodeLength { code.truncate(to: 0); _ = code.append(UInt8(0xff)) }
+            return PAM_SUCCESS
+        }
+        guard let split = codeSplit(answer), let base = answer.baseAddress else {
+            debug("forward_pass: no code at the end of the answer")
+            return PAM_SUCCESS  // empty code: rejected as incorrect
+        }
+        guard code.append(base + split, count: answer.count - split) else { return PAM_SUCCESS }
+        var password = SecretBytes(capacity: split + 1)
+        guard password.append(base, count: split), password.append(0) else { return PAM_SYSTEM_ERR }
+        let status = pam_set_item(pamh, PAM_AUTHTOK, UnsafeRawPointer(password.base))
+        if status != PAM_SUCCESS {
+            log(pamh, LOG_ERR, "forward_pass: could not set PAM_AUTHTOK (PAM status \(status))")
+            return status
+        }
+        return PAM_SUCCESS
+    }
+
+    /// forward_pass: where the code starts in password+code. The code is the last `digits`
+    /// characters when they are all digits, else a recovery code in its printed form
+    /// XXXX-XXXX-XXXX at the very end; nil when the answer ends in neither.
+    func codeSplit(_ answer: UnsafeBufferPointer<UInt8>) -> Int? {
+        let digits = options.digits
+        if answer.count >= digits {
+            var allDigits = true
+            for index in (answer.count - digits)..<answer.count where !isDigit(answer[index]) { allDigits = false }
+            if allDigits { return answer.count - digits }
+        }
+        let printed = 14  // 12 characters in 3 groups of 4
+        if answer.count >= printed {
+            let start = answer.count - printed
+            var matches = true
+            for offset in 0..<printed {
+                let byte = answer[start + offset]
+                let ok = (offset == 4 || offset == 9) ? byte == UInt8(ascii: "-") : isRecoveryCharacter(byte)
+                if !ok { matches = false }
+            }
+            if matches { return start }
+        }
+        return nil
+    }
+
+    // MARK: Requests
+
+    /// verify: user, code, service, remoteHost, tty, written straight into one fixed buffer so
+    /// the code is never copied into a buffer we cannot zero.
+    func encodeVerify(into request: inout SecretBytes, user: UnsafeBufferPointer<UInt8>,
+                      code: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard request.append(0), request.append(0), request.append(0), request.append(0),  // length, patched below
+              request.append(WireProtocol.version), request.append(Operation.verify.rawValue),
+              appendField(&request, .user, user), appendField(&request, .code, code)
+        else { return false }
+        for (item, tag) in [(PAM_SERVICE, FieldTag.service), (PAM_RHOST, .remoteHost), (PAM_TTY, .tty)] {
+            var value: UnsafeRawPointer? = nil
+            guard pam_get_item(pamh, item, &value) == PAM_SUCCESS, let value else { continue }
+            let bytes = cStringBytes(value.assumingMemoryBound(to: CChar.self))
+            // Optional context for the audit log: left out rather than sent if odd.
+            guard bytes.count > 0, bytes.count <= maxFieldLength, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else {
+                debug("leaving out an empty, long or non-ASCII PAM item \(item)")
+                continue
+            }
+            guard appendField(&request, tag, bytes) else { return false }
+        }
+        let payloadLength = request.count - WireProtocol.headerLength
+        guard payloadLength <= WireProtocol.maxRequestLength else { return false }
+        request.base[0] = UInt8(truncatingIfNeeded: payloadLength >> 24)
+        request.base[1] = UInt8(truncatingIfNeeded: payloadLength >> 16)
+        request.base[2] = UInt8(truncatingIfNeeded: payloadLength >> 8)
+        request.base[3] = UInt8(truncatingIfNeeded: payloadLength)
+        return true
+    }
+
+    /// One field as the codec lays it out: tag, u16 big-endian length, value.
+    func appendField(_ request: inout SecretBytes, _ tag: FieldTag, _ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard value.count <= WireProtocol.maxFieldLength else { return false }
+        guard request.append(tag.rawValue),
+              request.append(UInt8(truncatingIfNeeded: value.count >> 8)),
+              request.append(UInt8(truncatingIfNeeded: value.count)) else { return false }
+        guard let base = value.baseAddress else { return value.count == 0 }
+        return request.append(base, count: value.count)
+    }
+
+    // MARK: Talking
+
+    /// A message to the person, unless the application asked for silence.
+    func tell(_ style: Int32, _ text: String) {
+        if silent { return }
+        text.withCString { _ = twofactor_converse(pamh, style, $0, nil) }
+    }
+
+    func debug(_ text: String) {
+        if options.debug { log(pamh, LOG_DEBUG, text) }
+    }
+}
+
+/// Obviously not a code: empty, longer than any code, or anything but printable ASCII (control
+/// characters, non-UTF-8 or non-ASCII bytes). Such answers are refused here with the same
+/// message; the daemon judges everything else.
+func isPlausibleCode(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard bytes.count > 0, bytes.count <= maxCodeLength else { return false }
+    return bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
+}
+
+func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+/// The recovery-code alphabet (RecoveryCodes.alphabet: 2-9 and A-Z without I, L, O, U), either case.
+func isRecoveryCharacter(_ byte: UInt8) -> Bool {
+    if byte >= UInt8(ascii: "2") && byte <= UInt8(ascii: "9") { return true }
+    let upper = byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
+    guard upper >= UInt8(ascii: "A") && upper <= UInt8(ascii: "Z") else { return false }
+    return upper != UInt8(ascii: "I") && upper != UInt8(ascii: "L") && upper != UInt8(ascii: "O") && upper != UInt8(ascii: "U")
 }

@@ -1,6 +1,46 @@
+// What the Embedded Swift verifier needs from C. Embedded Swift has no Glibc module, so the
+// libc and libpam declarations it uses are pulled in here, plus small wrappers for the variadic
+// functions Swift cannot call (pam_syslog, the conversation with preformatted text).
 #ifndef TWOFACTOR_PAM_SHIM_H
 #define TWOFACTOR_PAM_SHIM_H
+
 #define PAM_SM_AUTH
 #include <security/pam_appl.h>
 #include <security/pam_modules.h>
+#include <security/pam_ext.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+// glibc declares these as enum members with same-named macros, which Swift imports awkwardly;
+// plain ints are simpler to use from Swift.
+enum {
+    TWOFACTOR_SOCKET_TYPE = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+    TWOFACTOR_SEND_FLAGS = MSG_NOSIGNAL,  // a vanished daemon must not SIGPIPE sshd
+    TWOFACTOR_SUN_PATH_SIZE = sizeof(((struct sockaddr_un *)0)->sun_path),
+};
+
+/// pam_syslog(pamh, priority, "%s", message).
+void twofactor_syslog(pam_handle_t *pamh, int priority, const char *message);
+
+/// pam_syslog(pamh, priority, "%s: %s", message, strerror(errnum)), thread-safe.
+void twofactor_syslog_errno(pam_handle_t *pamh, int priority, const char *message, int errnum);
+
+/// One conversation message of `style` (PAM_PROMPT_ECHO_OFF, PAM_ERROR_MSG, PAM_TEXT_INFO...).
+/// For prompts, *response receives the answer (malloc'd, may be NULL); the caller must release it
+/// with twofactor_free_secret. The response array itself is zeroed and freed here.
+int twofactor_converse(pam_handle_t *pamh, int style, const char *message, char **response);
+
+/// Zeroes a NUL-terminated secret (explicit_bzero, not optimised away) and frees it.
+void twofactor_free_secret(char *secret);
+
 #endif
