@@ -94,16 +94,20 @@ public struct OTPAuthURI: Sendable, Equatable {
         let rawLabel = rest[rest.startIndex..<labelEnd]
         let rawQuery = labelEnd < rest.endIndex ? rest[(labelEnd + 1)...] : rest[rest.endIndex...]
 
-        // The separator is a literal ':' (what we write; a ':' inside the issuer is then %3A) or,
-        // failing that, an encoded one.
+        // The separator is a literal ':' (what we write; a ':' inside the issuer is then %3A).
+        // An encoded "%3A" separator is accepted only next to an issuer parameter, which must then
+        // agree: without one, "a%3Ab" is an account that contains a colon.
         var labelIssuer: String? = nil
         var account: String
+        let hasIssuerParameter = rawQuery.split(separator: UInt8(ascii: "&")).contains { pair in
+            Self.asciiLowercased(pair.prefix(7)) == Array("issuer=".utf8)
+        }
         if let colon = rawLabel.firstIndex(of: UInt8(ascii: ":")) {
             labelIssuer = try Self.percentDecode(rawLabel[rawLabel.startIndex..<colon])
             account = try Self.percentDecode(rawLabel[(colon + 1)...])
         } else {
             let label = try Self.percentDecode(rawLabel)
-            if let colon = label.firstIndex(of: ":") {
+            if hasIssuerParameter, let colon = label.firstIndex(of: ":") {
                 labelIssuer = String(label[label.startIndex..<colon])
                 account = String(label[label.index(after: colon)...])
             } else {
