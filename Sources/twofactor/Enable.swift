@@ -1,0 +1,300 @@
+// `twofactor enable`: start an enrollment, show the QR code and the key, confirm with a code
+// from the app, show the recovery codes once.
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import TwoFactorCore
+import TwoFactorWire
+
+struct Enable: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Turn on two-factor authentication for your account.",
+        discussion: """
+            Shows a QR code for your authenticator app (Google Authenticator, FreeOTP, Aegis, \
+            1Password, ...), and the same key in groups of four letters for typing by hand. Scan \
+            it, then type the 6-digit code the app shows at the prompt "Code from the app:". A \
+            wrong code says "Incorrect two-factor authentication code" and asks again (up to 5 \
+            tries). Ctrl-C or end of input (Ctrl-D) cancels: nothing is turned on.
+
+            When the code is right, two-factor authentication is on and 8 recovery codes are \
+            shown, once. Each recovery code works once in place of a code from the app, for when \
+            the phone is lost. Save them in a safe place: they will not be shown again.
+
+            The QR code is drawn with Unicode half blocks when the locale uses UTF-8, else with \
+            ASCII; --qr forces one or turns it off. --qr-image FILE also writes it as a PNG (or \
+            SVG, by the .svg extension or --qr-format) readable only by you; delete the file \
+            once scanned, since it contains your secret key.
+
+            With --json, the result is printed as {"user", "secret", "uri", "issuer", \
+            "algorithm", "digits", "period", "recovery_codes"} on standard output after the \
+            confirmation; before the code is read, the same details (without recovery codes) \
+            are written as one JSON line on standard error, so a provisioning script can \
+            compute the code. With --code-stdin the code is read from one line of standard \
+            input without a prompt and only one try.
+
+            If two-factor authentication is already on, the command fails with exit status 5; \
+            run 'twofactor disable' first to move it to a new phone. Running 'twofactor enable' \
+            again before confirming replaces the unconfirmed key.
+
+            \(ExitStatusHelp.table)
+
+            EXAMPLES
+              twofactor enable
+              twofactor enable --qr-image ~/twofactor.png
+              twofactor enable --qr=none --json --code-stdin
+            """
+    )
+
+    static let maxTries = 5
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var input: CodeInputOptions
+
+    @Option(name: .long, help: "How to draw the QR code in the terminal: auto, unicode, ascii or none.")
+    var qr: QRTerminalStyle = .auto
+
+    @Option(name: .customLong("qr-image"),
+            help: ArgumentHelp("Also write the QR code to this file (mode 0600).", valueName: "file"),
+            completion: .file())
+    var qrImage: String?
+
+    @Option(name: .customLong("qr-format"), help: "Image format for --qr-image: png or svg (default: by the file name's extension, else png).")
+    var qrFormat: QRImageFormat?
+
+    @Option(name: .customLong("qr-scale"), help: "Pixels per QR module in the image (1-64).")
+    var qrScale: Int = QRImage.defaultScale
+
+    @Flag(name: .long, help: "Replace the --qr-image file if it exists.")
+    var force = false
+
+    func validate() throws {
+        guard (1...64).contains(qrScale) else { throw ValidationError("--qr-scale must be between 1 and 64") }
+        if qrImage == nil && (qrFormat != nil || force) {
+            throw ValidationError("--qr-format and --force only apply with --qr-image FILE")
+        }
+        if let qrImage, qrImage.isEmpty { throw ValidationError("--qr-image needs a file name") }
+    }
+
+    func run() throws {
+        let client = global.client
+        let account = try Account.caller()
+        Terminal.catchInterrupts()
+
+        // Create the image file first: a bad path should fail before any enrollment starts.
+        let imageFile = try qrImage.map { (path: String) throws(CLIError) in try SecretFile(path: path, force: force) }
+
+        let begun: WireMessage
+        do {
+            begun = try client.send(try DaemonClient.request(.enrollBegin, account: account), account: account)
+        } catch {
+            imageFile?.discard()
+            throw error
+        }
+
+        do {
+            let enrollment = try PendingEnrollment(begun, account: account)
+            try present(enrollment, imageFile: imageFile)
+            let codes = try confirm(enrollment, client: client, account: account)
+            try finish(enrollment, recoveryCodes: codes, account: account)
+        } catch {
+            imageFile?.discard()
+            // Whatever went wrong, leave no half-made enrollment behind. A failure to cancel
+            // is not worth a second error: an unconfirmed enrollment enables nothing.
+            if error.status != .alreadyEnrolled {
+                var cancel = try DaemonClient.request(.enrollCancel, account: account)
+                _ = try? client.send(cancel)
+                cancel.wipeCodes()
+                if error.status == .interrupted || error.message == PendingEnrollment.cancelledByEOF {
+                    Terminal.writeError("Enrollment cancelled; two-factor authentication was not turned on.\n")
+                }
+            }
+            throw error
+        }
+    }
+
+    private func present(_ enrollment: PendingEnrollment, imageFile: SecretFile?) throws(CLIError) {
+        let matrix = try QRMatrix(encoding: enrollment.uri)
+        if let imageFile {
+            let format = qrFormat ?? QRImageFormat.forPath(imageFile.path)
+            try imageFile.write(QRImage.encode(matrix, format: format, scale: qrScale))
+        }
+
+        let style = qr == .auto ? QRTerminalStyle.detect() : qr
+        if global.json {
+            // stdout is for the final JSON; the details go to stderr as one line for scripts,
+            // and the drawing too when a person will type the code.
+            Terminal.writeError(enrollment.json(recoveryCodes: nil, compact: true) + "\n")
+            if style != .none && !input.codeStdin {
+                Terminal.writeError(QRTerminalRenderer.render(matrix, style: style, colors: false) + "\n")
+            }
+            return
+        }
+
+        var text = ""
+        if style != .none {
+            text += "Scan this QR code with your authenticator app:\n\n"
+            text += QRTerminalRenderer.render(matrix, style: style, colors: QRTerminalRenderer.colorsWanted()) + "\n\n"
+            text += "Or enter this key by hand"
+        } else {
+            text += "Enter this key in your authenticator app"
+        }
+        text += " (account \(printable(enrollment.account)), issuer \(printable(enrollment.issuer))):\n\n"
+        text += "    \(enrollment.groupedSecret)\n\n"
+        if !enrollment.hasStandardParameters {
+            text += "Choose these settings in the app: time-based, \(enrollment.algorithm), "
+            text += "\(enrollment.digits) digits, every \(enrollment.period) seconds.\n\n"
+        }
+        text += "otpauth URI: \(enrollment.uri)\n"
+        if let imageFile {
+            text += "QR code written to \(imageFile.path) (delete it after scanning: it contains your key).\n"
+        }
+        print(text)
+        fflush(nil)
+    }
+
+    /// Reads codes until one confirms the enrollment; returns the recovery codes.
+    private func confirm(_ enrollment: PendingEnrollment, client: DaemonClient,
+                         account: Account) throws(CLIError) -> [String] {
+        let source = input.source
+        let tries = source.attempts(Enable.maxTries)
+        var attempt = 0
+        while true {
+            attempt += 1
+            guard var code = try source.next(prompt: "Code from the app: ", echo: true) else {
+                throw CLIError(.failure, PendingEnrollment.cancelledByEOF)
+            }
+            defer { ConstantTime.zero(&code) }
+            let problem = codeShapeProblem(code, digits: [enrollment.digits])
+            var outcome: CLIError
+            if let problem {
+                outcome = CLIError(.wrongCode, "Incorrect two-factor authentication code (\(problem))")
+            } else {
+                var request = try DaemonClient.request(.enrollConfirm, account: account, code: code)
+                let response = try client.send(request)
+                request.wipeCodes()
+                if response.status == .ok {
+                    return response.allStrings(.recoveryCode)
+                }
+                outcome = CLIError.from(response: response, account: account)
+                guard outcome.status == .wrongCode else { throw outcome }
+            }
+            if attempt >= tries {
+                if tries > 1 {
+                    outcome = CLIError(.wrongCode, "\(outcome.message).\nToo many incorrect codes; enrollment cancelled. Check that the phone's clock is set automatically, then run 'twofactor enable' again")
+                }
+                throw outcome
+            }
+            Terminal.writeError("\(outcome.message). Try again (\(tries - attempt) tr\(tries - attempt == 1 ? "y" : "ies") left).\n")
+        }
+    }
+
+    private func finish(_ enrollment: PendingEnrollment, recoveryCodes: [String], account: Account) throws(CLIError) {
+        if global.json {
+            print(enrollment.json(recoveryCodes: recoveryCodes, compact: false))
+            return
+        }
+        print(RecoveryCodeText.enabled(user: account.name, codes: recoveryCodes))
+    }
+}
+
+/// What enrollBegin answered, checked for consistency before anything is shown.
+struct PendingEnrollment {
+    static let cancelledByEOF = "no code was entered; enrollment cancelled"
+
+    let secret: String
+    let secretBytes: [UInt8]
+    let uri: String
+    let digits: Int
+    let period: Int
+    let algorithm: String
+    let issuer: String
+    let account: String
+
+    init(_ response: WireMessage, account: Account) throws(CLIError) {
+        guard let secret = response.string(.secret), let uri = response.string(.uri) else {
+            throw CLIError(.failure, "the two-factor daemon's answer lacks the secret or the URI")
+        }
+        let parsed: OTPAuthURI
+        do {
+            parsed = try OTPAuthURI(parsing: uri)
+        } catch {
+            throw CLIError(.failure, "the two-factor daemon sent an invalid otpauth URI: \(error)")
+        }
+        let decoded: [UInt8]
+        do {
+            decoded = try Base32.decode(secret)
+        } catch {
+            throw CLIError(.failure, "the two-factor daemon sent an invalid secret: \(error)")
+        }
+        // The QR code and the typed key must set up the same thing.
+        guard ConstantTime.equals(decoded, parsed.secret) else {
+            throw CLIError(.failure, "the two-factor daemon's secret and URI disagree")
+        }
+        self.secret = Base32.encode(decoded)
+        self.secretBytes = decoded
+        self.uri = uri
+        self.digits = response.uint8(.digits).map(Int.init) ?? parsed.parameters.digits
+        self.period = response.uint32(.period).map(Int.init) ?? parsed.parameters.period
+        self.algorithm = response.string(.algorithm) ?? parsed.parameters.algorithm.rawValue
+        self.issuer = response.string(.issuer) ?? parsed.issuer
+        self.account = parsed.account.isEmpty ? account.name : parsed.account
+    }
+
+    var groupedSecret: String { Base32.grouped(secretBytes) }
+
+    var hasStandardParameters: Bool {
+        digits == 6 && period == 30 && algorithm.uppercased() == "SHA1"
+    }
+
+    func json(recoveryCodes: [String]?, compact: Bool) -> String {
+        var members: [(String, JSON)] = [
+            ("user", .string(account)),
+            ("secret", .string(secret)),
+            ("uri", .string(uri)),
+            ("issuer", .string(issuer)),
+            ("algorithm", .string(algorithm)),
+            ("digits", .int(Int64(digits))),
+            ("period", .int(Int64(period))),
+        ]
+        if let recoveryCodes { members.append(("recovery_codes", .array(recoveryCodes.map(JSON.string)))) }
+        let value = JSON.object(members)
+        if compact {
+            return value.rendered().split(separator: "\n").map { $0.trimmingPrefixSpaces() }.joined(separator: " ")
+        }
+        return value.rendered()
+    }
+}
+
+extension Substring {
+    func trimmingPrefixSpaces() -> Substring {
+        var rest = self
+        while rest.first == " " { rest.removeFirst() }
+        return rest
+    }
+}
+
+enum RecoveryCodeText {
+    static func list(_ codes: [String]) -> String {
+        codes.map { "    " + printable($0) }.joined(separator: "\n")
+    }
+
+    static let saveAdvice = """
+        Each recovery code works once, in place of a code from the app, if you lose your phone.
+        Save them in a safe place (a password manager, or on paper): they will not be shown again.
+        """
+
+    static func enabled(user: String, codes: [String]) -> String {
+        """
+
+        Two-factor authentication is now enabled for \(printable(user)).
+        From now on, logins ask for a code from the app after your password.
+
+        Your recovery codes:
+
+        \(list(codes))
+
+        \(saveAdvice)
+        """
+    }
+}
