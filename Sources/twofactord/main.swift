@@ -1,1 +1,48 @@
+// twofactord: the TOTP verification daemon. See twofactord(8) and config/twofactord.conf.
+import ArgumentParser
+import Foundation
 import TwoFactorDaemon
+
+struct TwoFactorDaemonCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "twofactord",
+        abstract: "Verifies TOTP two-factor codes for PAM over a Unix socket.",
+        discussion: "Configuration: \(DaemonConfig.defaultPath) (see twofactord(8)).")
+
+    @Option(name: .long, help: ArgumentHelp("Configuration file.", valueName: "FILE"))
+    var config: String?
+
+    @Flag(name: .long, help: "Check the configuration file, print the result and exit (0 valid, 1 not).")
+    var checkConfig = false
+
+    @Flag(name: .long, help: "Print the version and exit.")
+    var version = false
+
+    func run() throws {
+        if version {
+            print("twofactord \(Daemon.version)")
+            return
+        }
+        let path = config ?? DaemonConfig.defaultPath
+        let settings: DaemonConfig
+        do {
+            settings = try ConfigParser.load(path: path, missingIsDefault: config == nil)
+        } catch {
+            FileHandle.standardError.write(Data("twofactord: \(error)\n".utf8))
+            throw ExitCode(checkConfig ? 1 : 78)
+        }
+        if checkConfig {
+            print("twofactord: \(path): configuration is valid")
+            return
+        }
+        do {
+            let status = try Daemon(config: settings).run()
+            throw ExitCode(status)
+        } catch let exit as DaemonExit {
+            FileHandle.standardError.write(Data("twofactord: \(exit)\n".utf8))
+            throw ExitCode(exit.status)
+        }
+    }
+}
+
+TwoFactorDaemonCommand.main()

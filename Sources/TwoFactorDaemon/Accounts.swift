@@ -1,0 +1,386 @@
+// The account rules: verification, lockout, drift learning, enrollment and management. Each
+// function runs inside one unit of work of an AccountStore and knows nothing of how it is stored.
+import TwoFactorCore
+import TwoFactorWire
+
+public struct AccountPolicy: Sendable {
+    public var parameters: OTPParameters
+    public var issuer: String
+    public var window: Int
+    public var maxFailures: Int
+    public var lockoutSeconds: Int64
+    public var lockoutMaxSeconds: Int64
+    public var driftLearning: Bool
+    public var driftMaxSteps: Int
+
+    public init(config: DaemonConfig) {
+        parameters = config.parameters
+        issuer = config.issuer
+        window = config.window
+        maxFailures = config.maxFailures
+        lockoutSeconds = config.lockoutSeconds
+        lockoutMaxSeconds = config.lockoutMaxSeconds
+        driftLearning = config.driftLearning
+        driftMaxSteps = config.driftMaxSteps
+    }
+
+    /// The first lockout lasts lockoutSeconds; each further one (without a success between) doubles.
+    func lockoutDuration(previousLockouts: Int) -> Int64 {
+        var seconds = lockoutSeconds
+        for _ in 0..<max(0, previousLockouts) {
+            if seconds >= lockoutMaxSeconds { break }
+            seconds *= 2
+        }
+        return min(seconds, lockoutMaxSeconds)
+    }
+}
+
+/// Why a verification ended as it did; the raw value is the audit log's `reason=`.
+public enum VerifyReason: String, Sendable {
+    case ok
+    case wrongCode = "wrong-code"
+    case codeReused = "code-reused"
+    case lockedOut = "locked-out"
+    case notEnrolled = "not-enrolled"
+    case invalidCode = "invalid-code"
+    case permissionDenied = "permission-denied"
+    case badRequest = "bad-request"
+    case internalError = "internal-error"
+}
+
+public struct VerifyOutcome: Sendable, Equatable {
+    public var status: Status
+    public var reason: VerifyReason
+    public var method: VerificationMethod?
+    public var recoveryCodesLeft: Int?
+    public var lockedUntil: Int64?
+    /// Set when this attempt started a lockout (for the audit log).
+    public var lockoutStarted: LockoutEvent?
+
+    init(_ status: Status, _ reason: VerifyReason) {
+        self.status = status
+        self.reason = reason
+    }
+}
+
+public struct LockoutEvent: Sendable, Equatable {
+    public var until: Int64
+    public var failures: Int
+}
+
+/// When a unit runs: `now` is the wall clock for bookkeeping, `otpTime` the (possibly NTP
+/// corrected) time codes are checked against.
+public struct Moment: Sendable {
+    public var now: Int64
+    public var otpTime: Int64
+    public init(now: Int64, otpTime: Int64) {
+        self.now = now
+        self.otpTime = otpTime
+    }
+}
+
+public struct AccountStatus: Sendable, Equatable {
+    public var name: String
+    public var isEnrolled: Bool
+    public var pending: Bool
+    public var enrolledSince: Int64?
+    public var lastUsed: Int64?
+    public var recoveryCodesLeft: Int
+    public var failures: Int
+    public var lockedUntil: Int64?
+    public var driftSteps: Int64
+}
+
+public struct EnrollmentStart: Sendable, Equatable {
+    public var secret: [UInt8]
+    public var parameters: OTPParameters
+    public var issuer: String
+    public var uri: String
+}
+
+/// The outcome of a management operation: a status, the audit reason and any payload.
+public struct ManagementOutcome<Value: Sendable>: Sendable {
+    public var status: Status
+    public var reason: String
+    public var value: Value?
+    public var lockoutStarted: LockoutEvent?
+
+    static func ok(_ value: Value) -> ManagementOutcome { ManagementOutcome(status: .ok, reason: "ok", value: value) }
+    static func refused(_ status: Status, _ reason: String) -> ManagementOutcome {
+        ManagementOutcome(status: status, reason: reason, value: nil)
+    }
+}
+
+public struct AccountRules: Sendable {
+    public let policy: AccountPolicy
+    let keys: DerivedKeys
+
+    public init(policy: AccountPolicy, keys: DerivedKeys) {
+        self.policy = policy
+        self.keys = keys
+    }
+
+    // MARK: Verification
+
+    public func verify(_ transaction: any AccountTransaction, user: String, code: [UInt8], at moment: Moment) throws -> VerifyOutcome {
+        guard var account = try transaction.account(named: user), let enrollment = account.enrollment else {
+            return VerifyOutcome(.notEnrolled, .notEnrolled)
+        }
+        if let until = account.lockedUntil, until > moment.now {
+            // Refused without looking at the code: a locked account is no oracle.
+            var outcome = VerifyOutcome(.lockedOut, .lockedOut)
+            outcome.lockedUntil = until
+            return outcome
+        }
+        var outcome = try check(code: code, account: &account, enrollment: enrollment, transaction, moment)
+        if outcome.status == .accepted, outcome.recoveryCodesLeft == nil {
+            outcome.recoveryCodesLeft = try transaction.recoveryCodesLeft(of: user)
+        }
+        try transaction.save(account)
+        return outcome
+    }
+
+    /// Checks a TOTP or recovery code and updates the account's counters; the caller saves it.
+    func check(code: [UInt8], account: inout AccountRecord, enrollment: EnrollmentRecord,
+               _ transaction: any AccountTransaction, _ moment: Moment) throws -> VerifyOutcome {
+        var outcome: VerifyOutcome
+        switch CodeInput.classify(code, digits: enrollment.digits) {
+        case .invalid:
+            outcome = VerifyOutcome(.wrongCode, .invalidCode)
+        case .totp(let digits):
+            outcome = try checkTOTP(digits, account: &account, enrollment: enrollment, moment)
+        case .recovery(let normalized):
+            outcome = try checkRecoveryCode(normalized, account: account, transaction, moment)
+        }
+        if outcome.status == .accepted {
+            account.failures = 0
+            account.lockouts = 0
+            account.lockedUntil = nil
+            account.lastUsedAt = moment.now
+        } else {
+            outcome.lockoutStarted = recordFailure(&account, moment)
+            outcome.lockedUntil = outcome.lockoutStarted?.until
+        }
+        return outcome
+    }
+
+    private func checkTOTP(_ digits: String, account: inout AccountRecord, enrollment: EnrollmentRecord,
+                           _ moment: Moment) throws -> VerifyOutcome {
+        var secret = try keys.openSecret(enrollment.sealedSecret, account: account.name)
+        defer { ConstantTime.zero(&secret) }
+        let totp = TOTP(secret: secret, parameters: try parameters(of: enrollment))
+        let centre = policy.driftLearning ? account.driftSteps : 0
+        guard let match = totp.match(code: digits, at: moment.otpTime, window: policy.window, driftSteps: centre) else {
+            return VerifyOutcome(.wrongCode, .wrongCode)
+        }
+        if let last = account.lastStep, match.step <= last {
+            return VerifyOutcome(.codeReused, .codeReused)
+        }
+        account.lastStep = match.step
+        if policy.driftLearning {
+            let bound = Int64(policy.driftMaxSteps)
+            account.driftSteps = min(max(match.offset, -bound), bound)
+        }
+        var outcome = VerifyOutcome(.accepted, .ok)
+        outcome.method = .totp
+        return outcome
+    }
+
+    private func checkRecoveryCode(_ normalized: String, account: AccountRecord, _ transaction: any AccountTransaction,
+                                   _ moment: Moment) throws -> VerifyOutcome {
+        let hash = keys.hashRecoveryCode(normalized: normalized)
+        // Compare against every stored hash, in constant time, without stopping at a match.
+        var match: RecoveryCodeRecord?
+        for record in try transaction.recoveryCodes(of: account.name) where ConstantTime.equals(record.hash, hash) {
+            match = record
+        }
+        guard let match else { return VerifyOutcome(.wrongCode, .wrongCode) }
+        guard match.usedAt == nil, try transaction.markRecoveryCodeUsed(of: account.name, hash: hash, at: moment.now) else {
+            return VerifyOutcome(.codeReused, .codeReused)
+        }
+        var outcome = VerifyOutcome(.accepted, .ok)
+        outcome.method = .recoveryCode
+        outcome.recoveryCodesLeft = try transaction.recoveryCodesLeft(of: account.name)
+        return outcome
+    }
+
+    /// Counts a failure; returns the lockout it starts, if any.
+    private func recordFailure(_ account: inout AccountRecord, _ moment: Moment) -> LockoutEvent? {
+        if let until = account.lockedUntil, until <= moment.now {
+            // The previous lockout is over: a fresh run of attempts (the doubling is remembered).
+            account.failures = 0
+            account.lockedUntil = nil
+        }
+        account.failures += 1
+        guard account.failures >= policy.maxFailures else { return nil }
+        let until = moment.now + policy.lockoutDuration(previousLockouts: account.lockouts)
+        account.lockedUntil = until
+        account.lockouts += 1
+        return LockoutEvent(until: until, failures: account.failures)
+    }
+
+    func parameters(of enrollment: EnrollmentRecord) throws -> OTPParameters {
+        guard let algorithm = OTPAlgorithm(rawValue: enrollment.algorithm) else {
+            throw StoreError("stored algorithm '\(enrollment.algorithm)' is unknown")
+        }
+        return try OTPParameters(algorithm: algorithm, digits: enrollment.digits, period: enrollment.period)
+    }
+
+    // MARK: Enrollment
+
+    public func enrollBegin(_ transaction: any AccountTransaction, user: String, issuer: String?,
+                            at moment: Moment) throws -> ManagementOutcome<EnrollmentStart> {
+        var account = try transaction.account(named: user) ?? AccountRecord(name: user)
+        if account.enrollment != nil { return .refused(.alreadyEnrolled, "already-enrolled") }
+        let parameters = policy.parameters
+        // RFC 4226 asks for at least 128 bits, RFC 6238 for a key as long as the hash output.
+        let length = switch parameters.algorithm { case .sha1: 20; case .sha256: 32; case .sha512: 64 }
+        var secret = SecureRandom.bytes(length)
+        let sealed = try keys.sealSecret(secret, account: user)
+        account.pending = EnrollmentRecord(sealedSecret: sealed, algorithm: parameters.algorithm.rawValue,
+                                           digits: parameters.digits, period: parameters.period, createdAt: moment.now)
+        try transaction.save(account)
+        let shownIssuer = issuer ?? policy.issuer
+        let uri = OTPAuthURI(issuer: shownIssuer, account: user, secret: secret, parameters: parameters).uriString
+        defer { ConstantTime.zero(&secret) }
+        return .ok(EnrollmentStart(secret: secret, parameters: parameters, issuer: shownIssuer, uri: uri))
+    }
+
+    /// Confirms with a current code from the new authenticator; answers the new recovery codes.
+    public func enrollConfirm(_ transaction: any AccountTransaction, user: String, code: [UInt8],
+                              at moment: Moment) throws -> ManagementOutcome<[String]> {
+        guard var account = try transaction.account(named: user) else {
+            return .refused(.noPendingEnrollment, "no-pending-enrollment")
+        }
+        if account.enrollment != nil { return .refused(.alreadyEnrolled, "already-enrolled") }
+        guard let pending = account.pending else { return .refused(.noPendingEnrollment, "no-pending-enrollment") }
+        guard case .totp(let digits) = CodeInput.classify(code, digits: pending.digits) else {
+            return .refused(.wrongCode, "invalid-code")
+        }
+        var secret = try keys.openSecret(pending.sealedSecret, account: user)
+        defer { ConstantTime.zero(&secret) }
+        let totp = TOTP(secret: secret, parameters: try parameters(of: pending))
+        // A wrong code here does not count toward a lockout: nothing is protected yet.
+        guard let match = totp.match(code: digits, at: moment.otpTime, window: policy.window) else {
+            return .refused(.wrongCode, "wrong-code")
+        }
+        var confirmed = pending
+        confirmed.createdAt = moment.now
+        account.enrollment = confirmed
+        account.pending = nil
+        account.lastStep = match.step  // the confirming code cannot also log in
+        account.lastUsedAt = nil
+        account.failures = 0
+        account.lockouts = 0
+        account.lockedUntil = nil
+        let bound = Int64(policy.driftMaxSteps)
+        account.driftSteps = policy.driftLearning ? min(max(match.offset, -bound), bound) : 0
+        try transaction.save(account)
+        return .ok(try newRecoveryCodes(transaction, user: user))
+    }
+
+    public func enrollCancel(_ transaction: any AccountTransaction, user: String) throws -> ManagementOutcome<Bool> {
+        guard var account = try transaction.account(named: user), account.pending != nil else {
+            return .refused(.noPendingEnrollment, "no-pending-enrollment")
+        }
+        account.pending = nil
+        if account.enrollment == nil && account.failures == 0 && account.lockedUntil == nil {
+            try transaction.deleteAccount(named: user)
+        } else {
+            try transaction.save(account)
+        }
+        return .ok(true)
+    }
+
+    private func newRecoveryCodes(_ transaction: any AccountTransaction, user: String) throws -> [String] {
+        let codes = RecoveryCodes.generate()
+        let hashes = codes.map { code in keys.hashRecoveryCode(normalized: RecoveryCodes.normalize(code) ?? code) }
+        try transaction.replaceRecoveryCodes(of: user, hashes: hashes)
+        return codes
+    }
+
+    // MARK: Management of an enrolled account
+
+    /// Checks the proof of possession required from ordinary users (a current TOTP or recovery
+    /// code). `code` nil is allowed only when `codeRequired` is false. Failures count toward lockout.
+    private func authorise(_ transaction: any AccountTransaction, account: inout AccountRecord,
+                           code: [UInt8]?, codeRequired: Bool, _ moment: Moment) throws -> (Status, String, LockoutEvent?)? {
+        guard let enrollment = account.enrollment else { return (.notEnrolled, "not-enrolled", nil) }
+        if let until = account.lockedUntil, until > moment.now, code != nil || codeRequired {
+            return (.lockedOut, "locked-out", nil)
+        }
+        guard let code else { return codeRequired ? (.codeRequired, "code-required", nil) : nil }
+        let outcome = try check(code: code, account: &account, enrollment: enrollment, transaction, moment)
+        if outcome.status == .accepted { return nil }
+        try transaction.save(account)
+        return (outcome.status, outcome.reason.rawValue, outcome.lockoutStarted)
+    }
+
+    public func regenerateRecoveryCodes(_ transaction: any AccountTransaction, user: String, code: [UInt8]?,
+                                        codeRequired: Bool, at moment: Moment) throws -> ManagementOutcome<[String]> {
+        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, "not-enrolled") }
+        if let (status, reason, lockout) = try authorise(transaction, account: &account, code: code,
+                                                          codeRequired: codeRequired, moment) {
+            var outcome = ManagementOutcome<[String]>.refused(status, reason)
+            outcome.lockoutStarted = lockout
+            return outcome
+        }
+        try transaction.save(account)
+        return .ok(try newRecoveryCodes(transaction, user: user))
+    }
+
+    public func disable(_ transaction: any AccountTransaction, user: String, code: [UInt8]?,
+                        codeRequired: Bool, at moment: Moment) throws -> ManagementOutcome<Bool> {
+        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, "not-enrolled") }
+        if let (status, reason, lockout) = try authorise(transaction, account: &account, code: code,
+                                                          codeRequired: codeRequired, moment) {
+            var outcome = ManagementOutcome<Bool>.refused(status, reason)
+            outcome.lockoutStarted = lockout
+            return outcome
+        }
+        try transaction.deleteAccount(named: user)
+        return .ok(true)
+    }
+
+    public func reset(_ transaction: any AccountTransaction, user: String) throws -> ManagementOutcome<Bool> {
+        guard try transaction.account(named: user) != nil else { return .refused(.notEnrolled, "not-enrolled") }
+        try transaction.deleteAccount(named: user)
+        return .ok(true)
+    }
+
+    public func unlock(_ transaction: any AccountTransaction, user: String) throws -> ManagementOutcome<Bool> {
+        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, "not-enrolled") }
+        account.failures = 0
+        account.lockouts = 0
+        account.lockedUntil = nil
+        try transaction.save(account)
+        return .ok(true)
+    }
+
+    // MARK: Reading
+
+    public func isEnrolled(_ transaction: any AccountTransaction, user: String) throws -> Bool {
+        try transaction.account(named: user)?.enrollment != nil
+    }
+
+    public func status(_ transaction: any AccountTransaction, user: String, at moment: Moment) throws -> AccountStatus {
+        guard let account = try transaction.account(named: user) else {
+            return AccountStatus(name: user, isEnrolled: false, pending: false, recoveryCodesLeft: 0, failures: 0, driftSteps: 0)
+        }
+        return try status(of: account, transaction, moment)
+    }
+
+    public func list(_ transaction: any AccountTransaction, at moment: Moment) throws -> [AccountStatus] {
+        try transaction.allAccounts().map { try status(of: $0, transaction, moment) }
+    }
+
+    private func status(of account: AccountRecord, _ transaction: any AccountTransaction, _ moment: Moment) throws -> AccountStatus {
+        let locked = account.lockedUntil.flatMap { $0 > moment.now ? $0 : nil }
+        return AccountStatus(name: account.name, isEnrolled: account.enrollment != nil, pending: account.pending != nil,
+                             enrolledSince: account.enrollment?.createdAt, lastUsed: account.lastUsedAt,
+                             recoveryCodesLeft: try transaction.recoveryCodesLeft(of: account.name),
+                             // After a lockout expires the count starts over at the next attempt.
+                             failures: account.lockedUntil != nil && locked == nil ? 0 : account.failures,
+                             lockedUntil: locked, driftSteps: account.driftSteps)
+    }
+}

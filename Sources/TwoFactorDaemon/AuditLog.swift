@@ -1,0 +1,116 @@
+// The audit log: one line per verification and per management operation, in a stable
+// `word key=value ...` form that fail2ban can match. Never a secret or a code.
+import CTwoFactorSystem
+import Foundation
+import Logging
+
+public final class AuditLog: Sendable {
+    public enum Sink: Sendable { case syslog, stderr }
+    public let sink: Sink
+    private let lock = NSLock()
+
+    public init(target: LogTarget, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        switch target {
+        case .syslog: sink = .syslog
+        case .stderr: sink = .stderr
+        case .auto: sink = environment["JOURNAL_STREAM"] != nil ? .stderr : .syslog
+        }
+        if sink == .syslog { twofactor_openlog("twofactord", LOG_AUTHPRIV) }
+    }
+
+    /// Writes one line; `priority` is a syslog level (LOG_INFO, LOG_WARNING, LOG_ERR).
+    public func write(_ line: String, priority: Int32 = LOG_INFO) {
+        switch sink {
+        case .syslog:
+            twofactor_syslog(LOG_AUTHPRIV | priority, line)
+        case .stderr:
+            // One write(2) per line so concurrent lines never interleave.
+            let bytes = Array((line + "\n").utf8)
+            lock.lock()
+            defer { lock.unlock() }
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes { Foundation.write(2, $0.baseAddress! + offset, bytes.count - offset) }
+                if written < 0 && errno == EINTR { continue }
+                if written <= 0 { break }
+                offset += written
+            }
+        }
+    }
+
+    public func verify(account: String, service: String?, remoteHost: String?, tty: String?,
+                       method: String?, result: String, reason: String, clockOffset: Double?) {
+        var line = "verify account=\(Self.value(account)) service=\(Self.value(service)) rhost=\(Self.value(remoteHost))"
+        line += " tty=\(Self.value(tty)) method=\(method ?? "-") result=\(result) reason=\(reason)"
+        if let clockOffset { line += " clock_offset=" + String(format: "%+.3fs", clockOffset) }
+        write(line, priority: result == "accepted" ? LOG_INFO : LOG_WARNING)
+    }
+
+    /// `result` is ok, rejected, denied or error.
+    public func management(_ operation: String, account: String?, caller: Caller, result: String, reason: String) {
+        write("\(operation) account=\(Self.value(account)) by=\(Self.value(caller.name ?? "?"))(uid=\(caller.uid)) result=\(result) reason=\(reason)",
+              priority: result == "ok" ? LOG_INFO : LOG_WARNING)
+    }
+
+    public func lockout(account: String, until: Int64, failures: Int) {
+        write("lockout account=\(Self.value(account)) until=\(Self.timestamp(until)) failures=\(failures)", priority: LOG_WARNING)
+    }
+
+    static func timestamp(_ unixTime: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(unixTime)))
+    }
+
+    /// Makes a value safe for a `key=value` line: non-printable and non-ASCII bytes, quotes and
+    /// backslashes become '?', and a value with spaces or '=' is quoted, so nobody can forge a
+    /// field with a crafted user name. Long values are cut.
+    public static func value(_ text: String?) -> String {
+        guard let text, !text.isEmpty else { return "-" }
+        var bytes: [UInt8] = []
+        var needsQuotes = false
+        for byte in text.utf8.prefix(128) {
+            switch byte {
+            case 0x20, UInt8(ascii: "="):
+                needsQuotes = true
+                bytes.append(byte)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                bytes.append(UInt8(ascii: "?"))
+            case 0x21...0x7e:
+                bytes.append(byte)
+            default:
+                bytes.append(UInt8(ascii: "?"))
+            }
+        }
+        let clean = String(decoding: bytes, as: UTF8.self)
+        return needsQuotes ? "\"\(clean)\"" : clean
+    }
+}
+
+/// Diagnostic messages (not audit events) go to the same place as the audit log.
+public struct AuditLogHandler: LogHandler {
+    let audit: AuditLog
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+
+    public init(audit: AuditLog) { self.audit = audit }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?,
+                    source: String, file: String, function: String, line: UInt) {
+        let priority: Int32 = switch level {
+        case .trace, .debug: LOG_DEBUG
+        case .info, .notice: LOG_INFO
+        case .warning: LOG_WARNING
+        case .error: LOG_ERR
+        case .critical: LOG_CRIT
+        }
+        let text = message.description.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : String($0) }.joined()
+        audit.write("\(level) \(text)", priority: priority)
+    }
+}

@@ -1,0 +1,117 @@
+// The master key file and the keys derived from it. Secrets in the store are sealed with one derived
+// key, recovery codes hashed with another, so neither use can be turned against the other.
+import Foundation
+import TwoFactorCore
+
+public struct KeyFileError: Error, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+public struct DerivedKeys: Sendable {
+    /// AES-256-GCM key for TOTP secrets at rest.
+    let secretEncryption: [UInt8]
+    /// HMAC-SHA-256 key for recovery-code hashes.
+    let recoveryHashing: [UInt8]
+
+    public init(master: [UInt8]) {
+        secretEncryption = HMAC.sha256(Array("twofactor secret encryption v1".utf8), key: master)
+        recoveryHashing = HMAC.sha256(Array("twofactor recovery code hashing v1".utf8), key: master)
+    }
+
+    /// Binds a sealed secret to its account, so a ciphertext copied to another row does not open.
+    static func secretAssociatedData(account: String) -> [UInt8] {
+        Array("twofactor secret v1\0".utf8) + Array(account.utf8)
+    }
+
+    func sealSecret(_ secret: [UInt8], account: String) throws -> [UInt8] {
+        try AESGCM.seal(secret, key: secretEncryption, associatedData: Self.secretAssociatedData(account: account))
+    }
+
+    func openSecret(_ sealed: [UInt8], account: String) throws -> [UInt8] {
+        try AESGCM.open(sealed, key: secretEncryption, associatedData: Self.secretAssociatedData(account: account))
+    }
+
+    func hashRecoveryCode(normalized: String) -> [UInt8] {
+        RecoveryCodes.hash(normalized: normalized, key: recoveryHashing)
+    }
+}
+
+public enum KeyFile {
+    public static let length = 32
+
+    /// Reads the master key, creating it (32 random bytes, mode 0600) when the file does not exist.
+    /// Refuses a key that group or others can read, or that is not exactly 32 bytes.
+    public static func loadOrCreate(path: String) throws(KeyFileError) -> [UInt8] {
+        for _ in 0..<20 {
+            if let key = try create(path: path) { return key }
+            if let key = try read(path: path) { return key }
+            // Another process created it a moment ago and is still writing: look again.
+            usleep(50_000)
+        }
+        throw KeyFileError(path: path, message: "is shorter than \(length) bytes")
+    }
+
+    /// nil when the file already exists.
+    static func create(path: String) throws(KeyFileError) -> [UInt8]? {
+        // O_EXCL: never follow or reuse something planted there; the mode is set with fchmod too,
+        // so a permissive umask cannot widen it.
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            if errno == EEXIST { return nil }
+            throw KeyFileError(path: path, message: "cannot create: \(String(cString: strerror(errno)))")
+        }
+        var key = SecureRandom.bytes(length)
+        let ok = fchmod(fd, 0o600) == 0 && writeAll(fd, key) && fsync(fd) == 0
+        let failure = errno
+        close(fd)
+        guard ok else {
+            ConstantTime.zero(&key)
+            unlink(path)
+            throw KeyFileError(path: path, message: "cannot write: \(String(cString: strerror(failure)))")
+        }
+        syncDirectory(of: path)
+        return key
+    }
+
+    /// nil when the file is (still) shorter than a key.
+    static func read(path: String) throws(KeyFileError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw KeyFileError(path: path, message: "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw KeyFileError(path: path, message: "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw KeyFileError(path: path, message: "is not a regular file") }
+        guard info.st_mode & 0o077 == 0 else {
+            throw KeyFileError(path: path, message: String(format: "is accessible by group or others (mode %04o); run chmod 600 on it", info.st_mode & 0o7777))
+        }
+        if info.st_size < length { return nil }
+        guard info.st_size == length else {
+            throw KeyFileError(path: path, message: "must hold exactly \(length) bytes, holds \(info.st_size)")
+        }
+        var key = [UInt8](repeating: 0, count: length)
+        let count = key.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, length) }
+        guard count == length else { throw KeyFileError(path: path, message: "short read") }
+        return key
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return false }
+            offset += written
+        }
+        return true
+    }
+
+    static func syncDirectory(of path: String) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+}

@@ -1,0 +1,338 @@
+// Turns one decoded request into one answer: permission checks, the unit of work, the audit line.
+import Foundation
+import TwoFactorCore
+import TwoFactorWire
+
+public final class RequestProcessor: Sendable {
+    let store: any AccountStore
+    let rules: AccountRules
+    let clock: ClockMonitor
+    let audit: AuditLog
+    let wallClock: @Sendable () -> Int64
+
+    public init(store: any AccountStore, rules: AccountRules, clock: ClockMonitor, audit: AuditLog,
+                wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self.audit = audit
+        self.wallClock = wallClock
+    }
+
+    static let maxUserLength = 256
+
+    /// Answers `request` from `caller`. `respond` is called exactly once, possibly on another thread.
+    public func handle(_ request: WireMessage, caller: Caller, respond: @escaping @Sendable (WireMessage) -> Void) {
+        guard request.version == WireProtocol.version else {
+            respond(Self.answer(.unsupportedVersion, message: "protocol version \(request.version) is not supported; this daemon speaks version \(WireProtocol.version)"))
+            return
+        }
+        guard let operation = request.operation else {
+            respond(Self.answer(.unknownOperation, message: "unknown operation 0x\(String(request.code, radix: 16))"))
+            return
+        }
+        let moment = Moment(now: wallClock(), otpTime: clock.verificationTime())
+        switch operation {
+        case .check: check(request, caller, respond)
+        case .verify: verify(request, caller, moment, respond)
+        case .enrollBegin, .enrollConfirm, .enrollCancel, .regenerateRecoveryCodes, .disable, .status,
+             .resetAccount, .unlockAccount:
+            manageAccount(operation, request, caller, moment, respond)
+        case .listAccounts: list(caller, moment, respond)
+        case .clockStatus: clockStatus(caller, respond)
+        }
+    }
+
+    // MARK: Verification
+
+    private func check(_ request: WireMessage, _ caller: Caller, _ respond: @escaping @Sendable (WireMessage) -> Void) {
+        guard let user = Self.user(request) else { respond(Self.answer(.badRequest, message: "a valid user is required")); return }
+        guard caller.mayVerify(user) || caller.mayAdminister else {
+            audit.management("check", account: user, caller: caller, result: "denied", reason: "permission-denied")
+            respond(Self.answer(.permissionDenied, message: "you may only ask about your own account"))
+            return
+        }
+        let rules = self.rules
+        store.read({ try rules.isEnrolled($0, user: user) }) { result in
+            switch result {
+            case .success(let enrolled): respond(WireMessage(status: enrolled ? .enrolled : .notEnrolled))
+            case .failure: respond(Self.internalError())
+            }
+        }
+    }
+
+    private func verify(_ request: WireMessage, _ caller: Caller, _ moment: Moment,
+                        _ respond: @escaping @Sendable (WireMessage) -> Void) {
+        let service = Self.optionalText(request, .service)
+        let remoteHost = Self.optionalText(request, .remoteHost)
+        let tty = Self.optionalText(request, .tty)
+        let suspectOffset = clock.suspectOffset()
+        let audit = self.audit
+        let userField = request.string(.user) ?? ""
+        let log: @Sendable (String?, String, VerifyReason) -> Void = { method, result, reason in
+            audit.verify(account: userField, service: service, remoteHost: remoteHost, tty: tty, method: method,
+                         result: result, reason: reason.rawValue, clockOffset: suspectOffset)
+        }
+        guard let user = Self.user(request), let code = request.bytes(.code) else {
+            log(nil, "rejected", .badRequest)
+            respond(Self.answer(.badRequest, message: "verify needs a valid user and a code"))
+            return
+        }
+        guard caller.mayVerify(user) else {
+            log(nil, "rejected", .permissionDenied)
+            respond(Self.answer(.permissionDenied, message: "only root may verify codes for another account"))
+            return
+        }
+        let rules = self.rules
+        store.write({ try rules.verify($0, user: user, code: code, at: moment) }) { result in
+            guard case .success(let outcome) = result else {
+                log(nil, "error", .internalError)
+                respond(Self.internalError())
+                return
+            }
+            if let lockout = outcome.lockoutStarted {
+                audit.lockout(account: user, until: lockout.until, failures: lockout.failures)
+            }
+            var answer = WireMessage(status: outcome.status)
+            switch outcome.status {
+            case .accepted:
+                log(outcome.method == .recoveryCode ? "recovery" : "totp", "accepted", .ok)
+                if let method = outcome.method { answer.append(.method, uint8: method.rawValue) }
+                if let left = outcome.recoveryCodesLeft { answer.append(.recoveryCodesLeft, uint32: UInt32(left)) }
+            default:
+                log(nil, "rejected", outcome.reason)
+                if let until = outcome.lockedUntil { answer.append(.lockedUntil, uint64: UInt64(max(0, until))) }
+                if outcome.status == .wrongCode, let offset = suspectOffset {
+                    answer.append(.clockOffsetMicros, int64: Int64((offset * 1_000_000).rounded()))
+                    Self.appendText(&answer, .message, String(format: "this server's clock looks %.0f seconds off; codes may not match", offset))
+                } else if outcome.reason == .invalidCode {
+                    Self.appendText(&answer, .message, "that is not a code of the expected form")
+                }
+            }
+            respond(answer)
+        }
+    }
+
+    // MARK: Management
+
+    private func manageAccount(_ operation: TwoFactorWire.Operation, _ request: WireMessage, _ caller: Caller, _ moment: Moment,
+                               _ respond: @escaping @Sendable (WireMessage) -> Void) {
+        let name = Self.auditName(operation)
+        let audit = self.audit
+        guard let user = Self.user(request) else {
+            audit.management(name, account: request.string(.user), caller: caller, result: "rejected", reason: "bad-request")
+            respond(Self.answer(.badRequest, message: "a valid user is required"))
+            return
+        }
+        let adminOnly = operation == .resetAccount || operation == .unlockAccount
+        guard adminOnly ? caller.mayAdminister : caller.mayManage(user) else {
+            audit.management(name, account: user, caller: caller, result: "denied", reason: "permission-denied")
+            respond(Self.answer(.permissionDenied, message: adminOnly
+                ? "only root and members of the admin group may do this"
+                : "you may only manage your own account"))
+            return
+        }
+        let code = request.bytes(.code)
+        // Ordinary users prove possession for changes to an enrolled account; root and admins need not.
+        let codeRequired = !caller.mayAdminister
+        let rules = self.rules
+        let issuer = Self.optionalText(request, .issuer)
+        if operation == .enrollConfirm && code == nil {
+            audit.management(name, account: user, caller: caller, result: "rejected", reason: "bad-request")
+            respond(Self.answer(.badRequest, message: "enrollConfirm needs the code shown by the authenticator"))
+            return
+        }
+        if operation == .status {
+            store.read({ try rules.status($0, user: user, at: moment) }) { result in
+                guard case .success(let status) = result else {
+                    audit.management(name, account: user, caller: caller, result: "error", reason: "internal-error")
+                    respond(Self.internalError())
+                    return
+                }
+                audit.management(name, account: user, caller: caller, result: "ok", reason: "ok")
+                var answer = WireMessage(status: .ok)
+                Self.appendStatus(&answer, status)
+                respond(answer)
+            }
+            return
+        }
+
+        store.write({ transaction -> WireMessageOutcome in
+            switch operation {
+            case .enrollBegin:
+                let outcome = try rules.enrollBegin(transaction, user: user, issuer: issuer, at: moment)
+                var answer = WireMessage(status: outcome.status)
+                if let start = outcome.value {
+                    Self.appendText(&answer, .secret, Base32.encode(start.secret))
+                    Self.appendText(&answer, .uri, start.uri)
+                    answer.append(.digits, uint8: UInt8(start.parameters.digits))
+                    answer.append(.period, uint32: UInt32(start.parameters.period))
+                    Self.appendText(&answer, .algorithm, start.parameters.algorithm.rawValue)
+                    Self.appendText(&answer, .issuer, start.issuer)
+                }
+                return WireMessageOutcome(answer: answer, reason: outcome.reason, lockout: nil)
+            case .enrollConfirm:
+                return .codes(try rules.enrollConfirm(transaction, user: user, code: code ?? [], at: moment))
+            case .regenerateRecoveryCodes:
+                return .codes(try rules.regenerateRecoveryCodes(transaction, user: user, code: code,
+                                                                codeRequired: codeRequired, at: moment))
+            case .enrollCancel: return .plain(try rules.enrollCancel(transaction, user: user))
+            case .disable:
+                return .plain(try rules.disable(transaction, user: user, code: code, codeRequired: codeRequired, at: moment))
+            case .resetAccount: return .plain(try rules.reset(transaction, user: user))
+            case .unlockAccount: return .plain(try rules.unlock(transaction, user: user))
+            default: throw StoreError("operation \(operation) is not an account change")
+            }
+        }) { result in
+            switch result {
+            case .success(let outcome):
+                if let lockout = outcome.lockout { audit.lockout(account: user, until: lockout.until, failures: lockout.failures) }
+                let ok = outcome.answer.status == .ok
+                audit.management(name, account: user, caller: caller, result: ok ? "ok" : "rejected", reason: outcome.reason)
+                respond(outcome.answer)
+            case .failure:
+                audit.management(name, account: user, caller: caller, result: "error", reason: "internal-error")
+                respond(Self.internalError())
+            }
+        }
+    }
+
+    private func list(_ caller: Caller, _ moment: Moment, _ respond: @escaping @Sendable (WireMessage) -> Void) {
+        guard caller.mayAdminister else {
+            audit.management("list", account: nil, caller: caller, result: "denied", reason: "permission-denied")
+            respond(Self.answer(.permissionDenied, message: "only root and members of the admin group may list accounts"))
+            return
+        }
+        let rules = self.rules, audit = self.audit
+        store.read({ try rules.list($0, at: moment) }) { result in
+            guard case .success(let accounts) = result else {
+                audit.management("list", account: nil, caller: caller, result: "error", reason: "internal-error")
+                respond(Self.internalError())
+                return
+            }
+            var answer = WireMessage(status: .ok)
+            for account in accounts {
+                var nested = WireMessage(code: 0)
+                Self.appendText(&nested, .user, account.name)
+                Self.appendStatus(&nested, account)
+                do {
+                    try answer.append(.account, nested: nested)
+                } catch {
+                    audit.management("list", account: nil, caller: caller, result: "error", reason: "internal-error")
+                    respond(Self.internalError())
+                    return
+                }
+            }
+            if answer.encodedPayload().count > WireProtocol.maxResponseLength {
+                audit.management("list", account: nil, caller: caller, result: "error", reason: "internal-error")
+                respond(Self.answer(.internalError, message: "too many accounts for one answer"))
+                return
+            }
+            audit.management("list", account: nil, caller: caller, result: "ok", reason: "ok")
+            respond(answer)
+        }
+    }
+
+    private func clockStatus(_ caller: Caller, _ respond: @escaping @Sendable (WireMessage) -> Void) {
+        guard caller.mayAdminister else {
+            audit.management("clock", account: nil, caller: caller, result: "denied", reason: "permission-denied")
+            respond(Self.answer(.permissionDenied, message: "only root and members of the admin group may read the clock check"))
+            return
+        }
+        let reading = clock.reading()
+        var answer = WireMessage(status: .ok)
+        Self.appendText(&answer, .clockState, reading.state.rawValue)
+        if let offset = reading.offsetSeconds { answer.append(.clockOffsetMicros, int64: Self.micros(offset)) }
+        if let delay = reading.delaySeconds { answer.append(.clockDelayMicros, int64: Self.micros(delay)) }
+        if let server = reading.server { Self.appendText(&answer, .clockServer, server) }
+        if let stratum = reading.stratum { answer.append(.clockStratum, uint8: UInt8(clamping: stratum)) }
+        if let measured = reading.measuredAt { answer.append(.clockMeasuredAt, uint64: UInt64(max(0, measured))) }
+        answer.append(.kernelSynchronized, bool: reading.kernelSynchronized)
+        if let error = reading.kernelErrorMicros { answer.append(.kernelErrorMicros, int64: error) }
+        if let remedy = reading.remedy { Self.appendText(&answer, .clockRemedy, remedy) }
+        answer.append(.clockCompensation, bool: reading.compensation)
+        Self.appendText(&answer, .message, reading.summary)
+        audit.management("clock", account: nil, caller: caller, result: "ok", reason: "ok")
+        respond(answer)
+    }
+
+    // MARK: Helpers
+
+    static func micros(_ seconds: Double) -> Int64 {
+        let value = (seconds * 1_000_000).rounded()
+        guard value.isFinite else { return 0 }
+        return Int64(max(min(value, 9.2e18), -9.2e18))
+    }
+
+    static func auditName(_ operation: TwoFactorWire.Operation) -> String {
+        switch operation {
+        case .enrollBegin: "enroll-begin"
+        case .enrollConfirm: "enroll-confirm"
+        case .enrollCancel: "enroll-cancel"
+        case .regenerateRecoveryCodes: "regenerate-recovery-codes"
+        case .disable: "disable"
+        case .status: "status"
+        case .listAccounts: "list"
+        case .resetAccount: "reset"
+        case .unlockAccount: "unlock"
+        case .clockStatus: "clock"
+        case .check: "check"
+        case .verify: "verify"
+        }
+    }
+
+    /// The `user` field when it is a plausible account name: UTF-8, 1...256 bytes, no controls.
+    static func user(_ request: WireMessage) -> String? {
+        guard let bytes = request.bytes(.user), !bytes.isEmpty, bytes.count <= maxUserLength,
+              let name = String(validating: bytes, as: UTF8.self),
+              !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
+        return name
+    }
+
+    static func optionalText(_ request: WireMessage, _ tag: FieldTag) -> String? {
+        guard let bytes = request.bytes(tag), !bytes.isEmpty else { return nil }
+        return String(decoding: bytes.prefix(256), as: UTF8.self)
+    }
+
+    static func appendText(_ message: inout WireMessage, _ tag: FieldTag, _ text: String) {
+        try? message.append(tag, bytes: Array(text.utf8.prefix(WireProtocol.maxFieldLength)))
+    }
+
+    static func answer(_ status: Status, message: String) -> WireMessage {
+        var answer = WireMessage(status: status)
+        appendText(&answer, .message, message)
+        return answer
+    }
+
+    static func internalError() -> WireMessage {
+        answer(.internalError, message: "twofactord could not store the result; nothing was changed")
+    }
+
+    static func appendStatus(_ message: inout WireMessage, _ status: AccountStatus) {
+        message.append(.isEnrolled, bool: status.isEnrolled)
+        message.append(.pending, bool: status.pending)
+        if let since = status.enrolledSince { message.append(.enrolledSince, uint64: UInt64(max(0, since))) }
+        if let last = status.lastUsed { message.append(.lastUsed, uint64: UInt64(max(0, last))) }
+        message.append(.recoveryCodesLeft, uint32: UInt32(clamping: status.recoveryCodesLeft))
+        message.append(.failures, uint32: UInt32(clamping: status.failures))
+        if let until = status.lockedUntil { message.append(.lockedUntil, uint64: UInt64(max(0, until))) }
+        message.append(.driftSteps, int64: status.driftSteps)
+    }
+}
+
+/// A management answer built inside the unit of work, with what the audit line needs.
+struct WireMessageOutcome: @unchecked Sendable {
+    var answer: WireMessage
+    var reason: String
+    var lockout: LockoutEvent?
+
+    static func codes(_ outcome: ManagementOutcome<[String]>) -> WireMessageOutcome {
+        var answer = WireMessage(status: outcome.status)
+        for code in outcome.value ?? [] { RequestProcessor.appendText(&answer, .recoveryCode, code) }
+        return WireMessageOutcome(answer: answer, reason: outcome.reason, lockout: outcome.lockoutStarted)
+    }
+
+    static func plain(_ outcome: ManagementOutcome<Bool>) -> WireMessageOutcome {
+        WireMessageOutcome(answer: WireMessage(status: outcome.status), reason: outcome.reason, lockout: outcome.lockoutStarted)
+    }
+}

@@ -1,0 +1,89 @@
+// What the verification logic needs from storage, and nothing about how it is stored. The SQLite
+// store implements it today; a PostgreSQL store must give the same guarantees:
+//  - `write` runs a unit of work in a transaction that is durably committed before its completion
+//    is called; units queued together may share one transaction (group commit), each in its own
+//    savepoint, in submission order, so each sees the writes of the ones before it;
+//  - if the commit fails, every unit of that transaction completes with a StoreError (nothing
+//    it did may be reported as done);
+//  - units are serialised: two units never interleave, so a read-check-write inside one unit is
+//    atomic (this is what makes a code single-use under concurrency).
+
+/// A confirmed or pending TOTP enrollment. The secret is sealed (encrypted) by the caller.
+public struct EnrollmentRecord: Sendable, Equatable {
+    public var sealedSecret: [UInt8]
+    public var algorithm: String
+    public var digits: Int
+    public var period: Int
+    public var createdAt: Int64
+
+    public init(sealedSecret: [UInt8], algorithm: String, digits: Int, period: Int, createdAt: Int64) {
+        self.sealedSecret = sealedSecret
+        self.algorithm = algorithm
+        self.digits = digits
+        self.period = period
+        self.createdAt = createdAt
+    }
+}
+
+public struct AccountRecord: Sendable, Equatable {
+    public var name: String
+    public var enrollment: EnrollmentRecord?
+    public var pending: EnrollmentRecord?
+    /// Highest TOTP step accepted so far; a code for this step or an earlier one is a replay.
+    public var lastStep: Int64?
+    public var lastUsedAt: Int64?
+    /// Consecutive failed attempts since the last success, unlock or expired lockout.
+    public var failures: Int
+    public var lockedUntil: Int64?
+    /// Lockouts since the last success or unlock; each doubles the next lockout.
+    public var lockouts: Int
+    /// Learned clock drift of the account's authenticator, in steps (RFC 6238 section 6).
+    public var driftSteps: Int64
+
+    public init(name: String) {
+        self.name = name
+        failures = 0
+        lockouts = 0
+        driftSteps = 0
+    }
+}
+
+/// One recovery code hash, never the code itself.
+public struct RecoveryCodeRecord: Sendable, Equatable {
+    public var hash: [UInt8]
+    public var usedAt: Int64?
+}
+
+/// The operations a unit of work may perform. Only valid inside the unit that received it.
+public protocol AccountTransaction {
+    func account(named name: String) throws -> AccountRecord?
+    func allAccounts() throws -> [AccountRecord]
+    /// Inserts or updates the account row (its recovery codes are untouched).
+    func save(_ account: AccountRecord) throws
+    /// Deletes the account and its recovery codes.
+    func deleteAccount(named name: String) throws
+    func recoveryCodes(of name: String) throws -> [RecoveryCodeRecord]
+    func recoveryCodesLeft(of name: String) throws -> Int
+    /// Marks an unused code as used; false when it is unknown or already used.
+    func markRecoveryCodeUsed(of name: String, hash: [UInt8], at time: Int64) throws -> Bool
+    /// Replaces all of the account's recovery codes with new unused ones.
+    func replaceRecoveryCodes(of name: String, hashes: [[UInt8]]) throws
+}
+
+public struct StoreError: Error, CustomStringConvertible, Equatable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public protocol AccountStore: AnyObject, Sendable {
+    /// Runs `unit` on the single writer (see the guarantees above) and calls `completion` after the
+    /// commit with the unit's result, or with a StoreError if the unit threw or the commit failed.
+    func write<T: Sendable>(_ unit: @escaping @Sendable (any AccountTransaction) throws -> T,
+                            completion: @escaping @Sendable (Result<T, StoreError>) -> Void)
+    /// Runs a read-only `body` on a consistent snapshot, concurrently with the writer.
+    func read<T: Sendable>(_ body: @escaping @Sendable (any AccountTransaction) throws -> T,
+                           completion: @escaping @Sendable (Result<T, StoreError>) -> Void)
+    /// Finishes queued units, then closes. Later calls complete with a StoreError.
+    func close()
+}

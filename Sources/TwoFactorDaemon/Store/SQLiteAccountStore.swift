@@ -1,0 +1,327 @@
+// The SQLite implementation of AccountStore: one file in the state directory, WAL journal,
+// synchronous=FULL (checked), and a single writer thread that group-commits queued units of work.
+import Foundation
+import GRDB
+
+public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
+    public let path: String
+    private let pool: DatabasePool
+    private let readQueue = DispatchQueue(label: "twofactord.store.read", attributes: .concurrent)
+
+    // Writer state, guarded by `condition`.
+    private let condition = NSCondition()
+    private var queue: [PendingUnit] = []
+    private var closing = false
+    private var writerFinished = false
+    private var closed = false
+    private var stats = GroupCommitStatistics()
+    /// Test hook: the next N transactions fail at commit (a real SQLite commit that GRDB aborts).
+    var failingCommitsForTesting = 0
+
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        do {
+            var configuration = Configuration()
+            configuration.label = "twofactord"
+            configuration.busyMode = .timeout(10)
+            configuration.maximumReaderCount = 4
+            pool = try DatabasePool(path: path, configuration: configuration)
+            // DatabasePool sets synchronous=NORMAL on its own; in WAL mode that can lose the last
+            // commits on power loss (a used code would become usable again). Force FULL and check.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                let synchronous = try Int.fetchOne(db, sql: "PRAGMA synchronous")
+                guard synchronous == 2 else { throw StoreError("PRAGMA synchronous is \(synchronous ?? -1), expected FULL (2)") }
+                let journal = try String.fetchOne(db, sql: "PRAGMA journal_mode")
+                guard journal?.lowercased() == "wal" else { throw StoreError("journal mode is \(journal ?? "?"), expected wal") }
+            }
+            try Self.migrator.migrate(pool)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError("cannot open \(path): \(error)")
+        }
+        let thread = Thread { [unowned self] in self.writerLoop() }
+        thread.name = "twofactord-writer"
+        thread.start()
+    }
+
+    /// The synchronous setting of the writer connection, for tests: 2 means FULL.
+    public func synchronousSetting() throws -> Int? {
+        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+    }
+
+    public var statistics: GroupCommitStatistics {
+        condition.lock(); defer { condition.unlock() }
+        return stats
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: accounts and recovery codes") { db in
+            try db.execute(sql: """
+                CREATE TABLE account (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    secret BLOB, algorithm TEXT, digits INTEGER, period INTEGER, enrolled_at INTEGER,
+                    pending_secret BLOB, pending_algorithm TEXT, pending_digits INTEGER,
+                    pending_period INTEGER, pending_since INTEGER,
+                    last_step INTEGER, last_used_at INTEGER,
+                    failures INTEGER NOT NULL DEFAULT 0, locked_until INTEGER,
+                    lockouts INTEGER NOT NULL DEFAULT 0, drift_steps INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE recovery_code (
+                    account TEXT NOT NULL REFERENCES account(name) ON DELETE CASCADE,
+                    hash BLOB NOT NULL,
+                    used_at INTEGER,
+                    PRIMARY KEY (account, hash)
+                ) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: AccountStore
+
+    public func write<T: Sendable>(_ unit: @escaping @Sendable (any AccountTransaction) throws -> T,
+                                   completion: @escaping @Sendable (Result<T, StoreError>) -> Void) {
+        let pending = PendingUnit(unit: unit, completion: completion)
+        condition.lock()
+        if closing {
+            condition.unlock()
+            completion(.failure(StoreError("the store is closed")))
+            return
+        }
+        queue.append(pending)
+        condition.signal()
+        condition.unlock()
+    }
+
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any AccountTransaction) throws -> T,
+                                  completion: @escaping @Sendable (Result<T, StoreError>) -> Void) {
+        condition.lock()
+        let isClosed = closed
+        condition.unlock()
+        if isClosed { completion(.failure(StoreError("the store is closed"))); return }
+        readQueue.async { [pool] in
+            do {
+                let value = try pool.read { db in try body(SQLiteTransaction(db: db)) }
+                completion(.success(value))
+            } catch {
+                completion(.failure(StoreError("read failed: \(error)")))
+            }
+        }
+    }
+
+    public func close() {
+        condition.lock()
+        if closed { condition.unlock(); return }
+        closing = true
+        condition.broadcast()
+        while !writerFinished { condition.wait() }
+        closed = true
+        condition.unlock()
+        readQueue.sync(flags: .barrier) {}
+        try? pool.close()
+    }
+
+    // MARK: The writer
+
+    private func writerLoop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !closing { condition.wait() }
+            if queue.isEmpty && closing {
+                writerFinished = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let batch = queue
+            queue.removeAll(keepingCapacity: true)
+            let failCommit = failingCommitsForTesting > 0
+            if failCommit { failingCommitsForTesting -= 1 }
+            condition.unlock()
+
+            let committed = runBatch(batch, failCommit: failCommit)
+
+            condition.lock()
+            stats.transactions += 1
+            stats.units += batch.count
+            stats.largestBatch = max(stats.largestBatch, batch.count)
+            if !committed { stats.failedTransactions += 1 }
+            condition.unlock()
+            // Answer only now: every result below is durable (or reported as a failure).
+            for unit in batch { unit.deliver(committed: committed) }
+        }
+    }
+
+    /// Runs every unit in one transaction, each in its own savepoint. Returns whether it committed.
+    private func runBatch(_ batch: [PendingUnit], failCommit: Bool) -> Bool {
+        do {
+            try pool.writeWithoutTransaction { db in
+                if failCommit { db.add(transactionObserver: FailingCommitObserver(), extent: .nextTransaction) }
+                try db.inTransaction(.immediate) {
+                    let transaction = SQLiteTransaction(db: db)
+                    for unit in batch {
+                        do {
+                            try db.inSavepoint {
+                                unit.execute(transaction) ? .commit : .rollback
+                            }
+                        } catch {
+                            unit.fail(StoreError("savepoint failed: \(error)"))
+                        }
+                    }
+                    return .commit
+                }
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+public struct GroupCommitStatistics: Sendable, Equatable {
+    public var transactions = 0
+    public var units = 0
+    public var largestBatch = 0
+    public var failedTransactions = 0
+}
+
+/// A queued unit of work with its result, type-erased so one batch can hold units of any result type.
+private final class PendingUnit: @unchecked Sendable {
+    private let run: (any AccountTransaction) -> Bool
+    private let complete: (_ committed: Bool) -> Void
+    private let failure: (StoreError) -> Void
+
+    init<T: Sendable>(unit: @escaping @Sendable (any AccountTransaction) throws -> T,
+                      completion: @escaping @Sendable (Result<T, StoreError>) -> Void) {
+        let box = ResultBox<T>()
+        run = { transaction in
+            do {
+                box.result = .success(try unit(transaction))
+                return true
+            } catch let error as StoreError {
+                box.result = .failure(error)
+            } catch {
+                box.result = .failure(StoreError("\(error)"))
+            }
+            return false
+        }
+        failure = { error in box.result = .failure(error) }
+        complete = { committed in
+            if committed, let result = box.result {
+                completion(result)
+            } else {
+                completion(.failure(StoreError("the transaction did not commit")))
+            }
+        }
+    }
+
+    /// Runs the unit; false when it failed (its savepoint is then rolled back).
+    func execute(_ transaction: any AccountTransaction) -> Bool { run(transaction) }
+    func fail(_ error: StoreError) { failure(error) }
+    func deliver(committed: Bool) { complete(committed) }
+}
+
+/// Only the writer thread touches `result`, and it delivers after running.
+private final class ResultBox<T: Sendable>: @unchecked Sendable {
+    var result: Result<T, StoreError>?
+}
+
+/// Aborts a commit from inside SQLite's commit hook, the way a real commit failure surfaces.
+private final class FailingCommitObserver: TransactionObserver {
+    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { true }
+    func databaseDidChange(with event: DatabaseEvent) {}
+    func databaseWillCommit() throws { throw StoreError("injected commit failure") }
+    func databaseDidCommit(_ db: Database) {}
+    func databaseDidRollback(_ db: Database) {}
+}
+
+/// AccountTransaction over one GRDB connection.
+struct SQLiteTransaction: AccountTransaction {
+    let db: Database
+
+    func account(named name: String) throws -> AccountRecord? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM account WHERE name = ?", arguments: [name]) else { return nil }
+        return Self.record(row)
+    }
+
+    func allAccounts() throws -> [AccountRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM account ORDER BY name").map(Self.record)
+    }
+
+    func save(_ account: AccountRecord) throws {
+        let e = account.enrollment, p = account.pending
+        try db.execute(sql: """
+            INSERT INTO account (name, secret, algorithm, digits, period, enrolled_at,
+                pending_secret, pending_algorithm, pending_digits, pending_period, pending_since,
+                last_step, last_used_at, failures, locked_until, lockouts, drift_steps)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (name) DO UPDATE SET secret = excluded.secret, algorithm = excluded.algorithm,
+                digits = excluded.digits, period = excluded.period, enrolled_at = excluded.enrolled_at,
+                pending_secret = excluded.pending_secret, pending_algorithm = excluded.pending_algorithm,
+                pending_digits = excluded.pending_digits, pending_period = excluded.pending_period,
+                pending_since = excluded.pending_since, last_step = excluded.last_step,
+                last_used_at = excluded.last_used_at, failures = excluded.failures,
+                locked_until = excluded.locked_until, lockouts = excluded.lockouts,
+                drift_steps = excluded.drift_steps
+            """, arguments: [
+                account.name, e.map { Data($0.sealedSecret) }, e?.algorithm, e?.digits, e?.period, e?.createdAt,
+                p.map { Data($0.sealedSecret) }, p?.algorithm, p?.digits, p?.period, p?.createdAt,
+                account.lastStep, account.lastUsedAt, account.failures, account.lockedUntil,
+                account.lockouts, account.driftSteps,
+            ])
+    }
+
+    func deleteAccount(named name: String) throws {
+        try db.execute(sql: "DELETE FROM recovery_code WHERE account = ?", arguments: [name])
+        try db.execute(sql: "DELETE FROM account WHERE name = ?", arguments: [name])
+    }
+
+    func recoveryCodes(of name: String) throws -> [RecoveryCodeRecord] {
+        try Row.fetchAll(db, sql: "SELECT hash, used_at FROM recovery_code WHERE account = ?", arguments: [name]).map {
+            RecoveryCodeRecord(hash: [UInt8]($0["hash"] as Data), usedAt: $0["used_at"])
+        }
+    }
+
+    func recoveryCodesLeft(of name: String) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM recovery_code WHERE account = ? AND used_at IS NULL",
+                         arguments: [name]) ?? 0
+    }
+
+    func markRecoveryCodeUsed(of name: String, hash: [UInt8], at time: Int64) throws -> Bool {
+        try db.execute(sql: "UPDATE recovery_code SET used_at = ? WHERE account = ? AND hash = ? AND used_at IS NULL",
+                       arguments: [time, name, Data(hash)])
+        return db.changesCount == 1
+    }
+
+    func replaceRecoveryCodes(of name: String, hashes: [[UInt8]]) throws {
+        try db.execute(sql: "DELETE FROM recovery_code WHERE account = ?", arguments: [name])
+        for hash in hashes {
+            try db.execute(sql: "INSERT INTO recovery_code (account, hash) VALUES (?, ?)", arguments: [name, Data(hash)])
+        }
+    }
+
+    private static func record(_ row: Row) -> AccountRecord {
+        var record = AccountRecord(name: row["name"])
+        if let secret = row["secret"] as Data? {
+            record.enrollment = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row["algorithm"] ?? "SHA1",
+                                                 digits: row["digits"] ?? 6, period: row["period"] ?? 30,
+                                                 createdAt: row["enrolled_at"] ?? 0)
+        }
+        if let secret = row["pending_secret"] as Data? {
+            record.pending = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row["pending_algorithm"] ?? "SHA1",
+                                              digits: row["pending_digits"] ?? 6, period: row["pending_period"] ?? 30,
+                                              createdAt: row["pending_since"] ?? 0)
+        }
+        record.lastStep = row["last_step"]
+        record.lastUsedAt = row["last_used_at"]
+        record.failures = row["failures"]
+        record.lockedUntil = row["locked_until"]
+        record.lockouts = row["lockouts"]
+        record.driftSteps = row["drift_steps"]
+        return record
+    }
+}
