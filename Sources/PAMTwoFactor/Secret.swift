@@ -19,8 +19,6 @@ struct SecretBytes: ~Copyable {
         base.deallocate()
     }
 
-    var isFull: Bool { count == capacity }
-
     /// Appends if it fits; callers size the buffer first, so false means a programming error
     /// that is reported as a failure rather than a trap.
     mutating func append(_ byte: UInt8) -> Bool {
@@ -35,13 +33,6 @@ struct SecretBytes: ~Copyable {
         (base + count).update(from: bytes, count: length)
         count += length
         return true
-    }
-
-    /// Drops everything from `newCount` on, zeroing it.
-    mutating func truncate(to newCount: Int) {
-        guard newCount >= 0, newCount < count else { return }
-        explicit_bzero(base + newCount, count - newCount)
-        count = newCount
     }
 
     var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base, count: count) }

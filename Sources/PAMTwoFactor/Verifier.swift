@@ -42,21 +42,19 @@ struct Authentication {
             log(pamh, LOG_ERR, "refusing a user name of \(user.count) bytes")
             return PAM_USER_UNKNOWN
         }
-        let userText = printable(userPointer, limit: 64)
+        // Only built when something is logged.
+        var userText: String { printable(userPointer, limit: 64) }
 
         // 1. Does this account use 2FA?
-        var check = WireMessage(operation: .check)
-        do {
-            try check.append(.user, bytes: Array(user))
-        } catch {
-            return PAM_USER_UNKNOWN
+        var check = SecretBytes(capacity: 16 + maxFieldLength)
+        guard encodeRequest(.check, into: &check, user: user, code: nil) else {
+            log(pamh, LOG_ERR, "could not encode the check request")
+            return PAM_SYSTEM_ERR
         }
         let checkAnswer: WireMessage
         do {
-            checkAnswer = try check.encodedFrame().withUnsafeBufferPointer { (frame) throws(LinkFailure) in
-                try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
-                                        frame: frame, timeoutSeconds: options.timeoutSeconds)
-            }
+            checkAnswer = try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
+                                                  frame: check.bytes, timeoutSeconds: options.timeoutSeconds)
         } catch {
             return unavailable(error, user: userText)
         }
@@ -81,7 +79,7 @@ struct Authentication {
 
         // 3. Have the daemon judge it.
         var request = SecretBytes(capacity: 64 + maxCodeLength + 4 * maxFieldLength)
-        guard encodeVerify(into: &request, user: user, code: code.bytes) else {
+        guard encodeRequest(.verify, into: &request, user: user, code: code.bytes) else {
             log(pamh, LOG_ERR, "could not encode the verify request")
             return PAM_SYSTEM_ERR
         }
@@ -118,7 +116,8 @@ struct Authentication {
             return PAM_AUTH_ERR
         case .lockedOut:
             debug("user \(user): locked out")
-            tell(PAM_ERROR_MSG, "Too many incorrect codes; try again in \(minutesUntil(answer.uint64(.lockedUntil))) minutes")
+            let minutes = minutesUntil(answer.uint64(.lockedUntil))
+            tell(PAM_ERROR_MSG, "Too many incorrect codes; try again in \(minutes) minute\(minutes == 1 ? "" : "s")")
             return PAM_AUTH_ERR
         case .notEnrolled:
             // 2FA was switched off between check and verify.
@@ -216,9 +215,10 @@ struct Authentication {
     /// code is cut off the end and the password replaces PAM_AUTHTOK for the next module.
     func take(_ answer: UnsafeBufferPointer<UInt8>, into code: inout SecretBytes) -> Int32 {
         guard options.forwardPass else {
-            // Longer than any code: keep a prefix one byte too long, so it is rejected as such.
-            _ = code.append(answer.baseAddress ?? UnsafePointer(code.base), count: min(answer.count, maxCodeLength))
-            if answer.count > maxCodeLength { code.truncate(to: 0); _ = code.append(UInt8(0xff)) }
+            // Longer than any code: left empty, so it is refused like any other non-code.
+            if answer.count <= maxCodeLength, let base = answer.baseAddress {
+                _ = code.append(base, count: answer.count)
+            }
             return PAM_SUCCESS
         }
         guard let split = codeSplit(answer), let base = answer.baseAddress else {
@@ -262,24 +262,20 @@ struct Authentication {
 
     // MARK: Requests
 
-    /// verify: user, code, service, remoteHost, tty, written straight into one fixed buffer so
-    /// the code is never copied into a buffer we cannot zero.
-    func encodeVerify(into request: inout SecretBytes, user: UnsafeBufferPointer<UInt8>,
-                      code: UnsafeBufferPointer<UInt8>) -> Bool {
+    /// check (user) or verify (user, code, service, remoteHost, tty) in the codec's layout,
+    /// written straight into one fixed buffer: no reallocation leaves a copy of the code behind,
+    /// and the hot path allocates nothing else.
+    func encodeRequest(_ operation: Operation, into request: inout SecretBytes, user: UnsafeBufferPointer<UInt8>,
+                       code: UnsafeBufferPointer<UInt8>?) -> Bool {
         guard request.append(0), request.append(0), request.append(0), request.append(0),  // length, patched below
-              request.append(WireProtocol.version), request.append(Operation.verify.rawValue),
-              appendField(&request, .user, user), appendField(&request, .code, code)
+              request.append(WireProtocol.version), request.append(operation.rawValue),
+              appendField(&request, .user, user)
         else { return false }
-        for (item, tag) in [(PAM_SERVICE, FieldTag.service), (PAM_RHOST, .remoteHost), (PAM_TTY, .tty)] {
-            var value: UnsafeRawPointer? = nil
-            guard pam_get_item(pamh, item, &value) == PAM_SUCCESS, let value else { continue }
-            let bytes = cStringBytes(value.assumingMemoryBound(to: CChar.self))
-            // Optional context for the audit log: left out rather than sent if odd.
-            guard bytes.count > 0, bytes.count <= maxFieldLength, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else {
-                debug("leaving out an empty, long or non-ASCII PAM item \(item)")
-                continue
-            }
-            guard appendField(&request, tag, bytes) else { return false }
+        if let code {
+            guard appendField(&request, .code, code),
+                  appendItem(&request, PAM_SERVICE, .service),
+                  appendItem(&request, PAM_RHOST, .remoteHost),
+                  appendItem(&request, PAM_TTY, .tty) else { return false }
         }
         let payloadLength = request.count - WireProtocol.headerLength
         guard payloadLength <= WireProtocol.maxRequestLength else { return false }
@@ -288,6 +284,19 @@ struct Authentication {
         request.base[2] = UInt8(truncatingIfNeeded: payloadLength >> 8)
         request.base[3] = UInt8(truncatingIfNeeded: payloadLength)
         return true
+    }
+
+    /// A PAM item as optional context for the audit log: left out rather than sent when unset,
+    /// empty, long or not printable ASCII (the daemon could refuse the request for it).
+    func appendItem(_ request: inout SecretBytes, _ item: Int32, _ tag: FieldTag) -> Bool {
+        var value: UnsafeRawPointer? = nil
+        guard pam_get_item(pamh, item, &value) == PAM_SUCCESS, let value else { return true }
+        let bytes = cStringBytes(value.assumingMemoryBound(to: CChar.self))
+        guard bytes.count > 0, bytes.count <= maxFieldLength, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else {
+            debug("leaving out PAM item \(item): empty, long or not printable ASCII")
+            return true
+        }
+        return appendField(&request, tag, bytes)
     }
 
     /// One field as the codec lays it out: tag, u16 big-endian length, value.
