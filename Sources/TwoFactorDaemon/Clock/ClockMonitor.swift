@@ -1,5 +1,6 @@
-// Interface of the clock check (issue 7). The daemon codes against this; the SNTP client, the kernel
-// reading and the verdict fill it in. Until then it reports "unknown" and uses the local clock.
+// The clock check (issue 7). A background thread asks the configured NTP servers every
+// ntp_interval; logins only read the last result (reading(), verificationTime(), suspectOffset())
+// and never wait for the network.
 import Foundation
 import Logging
 
@@ -61,33 +62,272 @@ public struct ClockConfiguration: Sendable, Equatable {
         self.warnThresholdSeconds = warnThresholdSeconds
         self.compensation = compensation
     }
+
+    /// Smallest values the monitor uses whatever the configuration says (tests use 1 s intervals).
+    public static let minimumInterval = 0.5
+    public static let minimumTimeout = 0.05
+    public static let maximumSamples = 16
+
+    /// Problems with the values, as config error messages (empty when fine): for the config parser.
+    public func problems() -> [String] {
+        var found: [String] = []
+        for entry in servers {
+            do throws(NTPServerNameError) { _ = try NTPServerName(parsing: entry) } catch { found.append(error.message) }
+        }
+        if !(intervalSeconds >= Self.minimumInterval && intervalSeconds <= 86_400 * 7) {
+            found.append("ntp_interval must be between \(Self.minimumInterval) and 604800 seconds")
+        }
+        if !(timeoutSeconds >= Self.minimumTimeout && timeoutSeconds <= 60) {
+            found.append("ntp_timeout must be between \(Self.minimumTimeout) and 60 seconds")
+        }
+        if !(1...Self.maximumSamples).contains(samples) {
+            found.append("ntp_samples must be between 1 and \(Self.maximumSamples)")
+        }
+        if !(warnThresholdSeconds > 0 && warnThresholdSeconds.isFinite) {
+            found.append("clock_warn_threshold must be a positive number of seconds")
+        }
+        return found
+    }
 }
 
 /// Measures the clock in the background; logins only read the last measurement, never wait.
 public final class ClockMonitor: Sendable {
     public let configuration: ClockConfiguration
     let logger: Logger
+    private let shared = ClockMonitorState()
+    private let kernelReader: @Sendable () -> KernelClockStatus
 
     public init(configuration: ClockConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.kernelReader = { KernelClockStatus.read() }
     }
 
-    /// Starts background measurement (no-op when no servers are configured).
-    public func start() {}
-    public func stop() {}
+    /// For tests: a fixed kernel view instead of adjtimex.
+    init(configuration: ClockConfiguration, logger: Logger, kernelReader: @escaping @Sendable () -> KernelClockStatus) {
+        self.configuration = configuration
+        self.logger = logger
+        self.kernelReader = kernelReader
+    }
+
+    /// Starts background measurement (no-op when no servers are configured). Idempotent.
+    public func start() {
+        guard shared.markStarted() else { return }
+        let kernel = kernelReader()
+        shared.noteKernel(kernel, logger: logger)
+        guard !configuration.servers.isEmpty else {
+            logger.info("clock check: NTP queries are off (ntp_servers is empty)")
+            return
+        }
+        let thread = Thread { [self] in self.run() }
+        thread.name = "twofactor-clock"
+        thread.start()
+    }
+
+    /// Stops the background thread (it finishes within ~0.1 s; does not block).
+    public func stop() {
+        shared.stop()
+    }
 
     public func reading() -> ClockReading {
-        ClockReading(state: .unknown, compensation: configuration.compensation,
-                     summary: "unknown: clock check not measured yet")
+        ClockPolicy.reading(shared.observations, configuration: configuration, kernel: kernelReader(),
+                            bootTime: SystemClock.bootSeconds())
     }
 
     /// Unix time in seconds used to verify codes: NTP-corrected when compensation is on and a
     /// recent good measurement exists, else the local clock.
     public func verificationTime() -> Int64 {
-        Int64(Date().timeIntervalSince1970)
+        ClockPolicy.verificationTime(shared.observations, configuration: configuration,
+                                     bootTime: SystemClock.bootSeconds(), localTime: SystemClock.realtimeSeconds())
     }
 
     /// The measured offset when it exceeds the threshold (for the rejection hint and audit line).
-    public func suspectOffset() -> Double? { nil }
+    public func suspectOffset() -> Double? {
+        ClockPolicy.suspectOffset(shared.observations, configuration: configuration,
+                                  bootTime: SystemClock.bootSeconds())
+    }
+
+    /// Runs one measurement round now, on the calling thread (tests; the daemon never calls it).
+    func measureOnce() {
+        runRound(servers: parsedServers())
+    }
+
+    // MARK: - the background thread
+
+    private func parsedServers() -> [NTPServerName] {
+        configuration.servers.compactMap { entry in
+            do throws(NTPServerNameError) { return try NTPServerName(parsing: entry) } catch {
+                logger.error("clock check: ignoring NTP server: \(error.message)")
+                return nil
+            }
+        }
+    }
+
+    private func run() {
+        let servers = parsedServers()
+        let interval = max(configuration.intervalSeconds, ClockConfiguration.minimumInterval)
+        while !shared.isStopped {
+            runRound(servers: servers)
+            shared.sleep(seconds: interval)
+        }
+    }
+
+    private func runRound(servers: [NTPServerName]) {
+        let samplesPerServer = min(max(configuration.samples, 1), ClockConfiguration.maximumSamples)
+        // Spread a server's samples over at most half the interval, 2 s apart at most, so public
+        // servers' rate limits (about one packet per 2 s) are respected.
+        let spacing = min(2, max(configuration.intervalSeconds, ClockConfiguration.minimumInterval)
+                          / Double(2 * samplesPerServer))
+        let client = SNTPClient(timeout: max(configuration.timeoutSeconds, ClockConfiguration.minimumTimeout),
+                                isCancelled: { [shared] in shared.isStopped })
+        var round = NTPRound()
+        for server in servers where !shared.isDemobilized(server.description) {
+            let label = server.description
+            let addresses: [NTPSocketAddress]
+            switch SNTPClient.resolve(server) {
+            case .success(let found): addresses = found
+            case .failure(let error): round.record(server: label, error: error); continue
+            }
+            for index in 0..<samplesPerServer {
+                if shared.isStopped { return }
+                if index > 0 { shared.sleep(seconds: spacing) }
+                switch client.query(addresses[index % addresses.count], serverLabel: label) {
+                case .success(let sample):
+                    round.record(sample)
+                    logger.debug("clock check: \(label): offset \(formatSeconds(sample.exchange.localOffsetSeconds, signed: true)), delay \(ClockPolicy.millisText(sample.exchange.delaySeconds))")
+                case .failure(let error):
+                    round.record(server: label, error: error)
+                    logger.debug("clock check: \(label): \(error)")
+                    if case .rejected(let rejection) = error, case .kissOfDeath = rejection {
+                        // RFC 4330 section 8: a kiss-o'-death means stop sending, at least for now.
+                        if rejection.demobilizesServer {
+                            shared.demobilize(label)
+                            logger.warning("clock check: \(label) refused service (\(rejection)); not asking it again")
+                        }
+                        break
+                    }
+                }
+                if shared.isStopped { return }
+            }
+        }
+        if shared.isStopped { return }
+        shared.finishRound(round, configuration: configuration, kernel: kernelReader(), logger: logger)
+    }
+}
+
+/// Results of one round over all servers.
+struct NTPRound {
+    private(set) var samples: [NTPSample] = []
+    private(set) var failures: [(server: String, error: SNTPQueryError)] = []
+
+    mutating func record(_ sample: NTPSample) { samples.append(sample) }
+    mutating func record(server: String, error: SNTPQueryError) { failures.append((server, error)) }
+
+    /// The sample with the lowest round-trip delay: the one least disturbed by queueing.
+    var best: NTPSample? { Self.best(of: samples) }
+
+    static func best(of samples: [NTPSample]) -> NTPSample? {
+        samples.min { $0.exchange.delaySeconds < $1.exchange.delaySeconds }
+    }
+
+    /// Why the round gave nothing: "no NTP server answered (127.0.0.1:5000: no answer within 1.000 s)".
+    var failureSummary: String {
+        let answered = failures.contains { if case .rejected = $0.error { return true } else { return false } }
+        var perServer: [(String, String)] = []
+        for failure in failures {
+            let text = failure.error.description
+            if let i = perServer.firstIndex(where: { $0.0 == failure.server }) {
+                // A real reason beats "no answer" when a server did both.
+                if case .rejected = failure.error { perServer[i].1 = text }
+            } else {
+                perServer.append((failure.server, text))
+            }
+        }
+        let details = perServer.map { "\($0.0): \($0.1)" }.joined(separator: "; ")
+        let headline = answered ? "no usable NTP answer" : "no NTP server answered"
+        return details.isEmpty ? headline : "\(headline) (\(details))"
+    }
+}
+
+/// The monitor's mutable state, behind a lock (logins read it from NIO threads).
+private final class ClockMonitorState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current = ClockObservations()
+    private var started = false
+    private var stopped = false
+    private var demobilized: Set<String> = []
+    /// What was last logged, so each change is logged once rather than every round.
+    private var loggedCondition: String?
+    private var loggedKernelSync: Bool?
+    private let wakeup = DispatchSemaphore(value: 0)
+
+    var observations: ClockObservations { lock.withLock { current } }
+    var isStopped: Bool { lock.withLock { stopped } }
+
+    func markStarted() -> Bool {
+        lock.withLock {
+            if started || stopped { return false }
+            started = true
+            return true
+        }
+    }
+
+    func stop() {
+        let wasRunning = lock.withLock { () -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        if wasRunning { wakeup.signal() }
+    }
+
+    /// Sleeps on the monotonic clock (immune to clock steps); returns early on stop().
+    func sleep(seconds: Double) {
+        guard !isStopped, seconds > 0 else { return }
+        if wakeup.wait(timeout: .now() + seconds) == .success { wakeup.signal() } // let later waits see it too
+    }
+
+    func isDemobilized(_ server: String) -> Bool { lock.withLock { demobilized.contains(server) } }
+    func demobilize(_ server: String) { _ = lock.withLock { demobilized.insert(server) } }
+
+    func noteKernel(_ kernel: KernelClockStatus, logger: Logger) {
+        let changed = lock.withLock { () -> Bool in
+            defer { loggedKernelSync = kernel.synchronized }
+            return loggedKernelSync != kernel.synchronized
+        }
+        guard changed else { return }
+        if kernel.synchronized {
+            logger.info("clock check: kernel: \(ClockPolicy.kernelDescription(kernel))")
+        } else {
+            logger.warning("clock check: kernel: \(ClockPolicy.kernelDescription(kernel))")
+        }
+    }
+
+    func finishRound(_ round: NTPRound, configuration: ClockConfiguration, kernel: KernelClockStatus, logger: Logger) {
+        let (observations, condition, previous) = lock.withLock { () -> (ClockObservations, String, String?) in
+            current.roundsCompleted += 1
+            let condition: String
+            if let best = round.best {
+                current.measurement = ClockMeasurement(best)
+                current.lastRoundFailure = nil
+                condition = ClockPolicy.state(offsetSeconds: best.exchange.localOffsetSeconds,
+                                              badThreshold: configuration.warnThresholdSeconds).rawValue
+            } else {
+                current.lastRoundFailure = round.failureSummary
+                condition = "failed"
+            }
+            let previous = loggedCondition
+            loggedCondition = condition
+            return (current, condition, previous)
+        }
+        noteKernel(kernel, logger: logger)
+        guard condition != previous else { return }
+        // Logged on the transition only: an unreachable server is a state, not an error per round.
+        let summary = ClockPolicy.reading(observations, configuration: configuration, kernel: kernel,
+                                          bootTime: SystemClock.bootSeconds()).summary
+        if condition == "ok" {
+            logger.info("clock check: \(summary)")
+        } else {
+            logger.warning("clock check: \(summary)")
+        }
+    }
 }
