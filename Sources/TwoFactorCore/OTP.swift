@@ -1,4 +1,5 @@
 // HOTP (RFC 4226) and TOTP (RFC 6238).
+import CLibCrypto
 
 public enum OTPAlgorithm: String, Sendable, CaseIterable {
     case sha1 = "SHA1", sha256 = "SHA256", sha512 = "SHA512"
@@ -100,8 +101,9 @@ public enum HOTP {
                 let value =
                     (UInt64(digest[offset] & 0x7f) << 24) | (UInt64(digest[offset + 1]) << 16)
                     | (UInt64(digest[offset + 2]) << 8) | UInt64(digest[offset + 3])
-                // The digest is derived from the secret: don't leave it on the stack.
-                for index in 0..<64 { digestBuffer[index] = 0 }
+                // The digest is derived from the secret: don't leave it on the stack (a plain
+                // loop of stores to memory about to be freed may be optimised away).
+                OPENSSL_cleanse(digest, 64)
                 return value
             }
         }
