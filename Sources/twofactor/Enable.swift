@@ -259,18 +259,7 @@ struct PendingEnrollment {
         ]
         if let recoveryCodes { members.append(("recovery_codes", .array(recoveryCodes.map(JSON.string)))) }
         let value = JSON.object(members)
-        if compact {
-            return value.rendered().split(separator: "\n").map { $0.trimmingPrefixSpaces() }.joined(separator: " ")
-        }
-        return value.rendered()
-    }
-}
-
-extension Substring {
-    func trimmingPrefixSpaces() -> Substring {
-        var rest = self
-        while rest.first == " " { rest.removeFirst() }
-        return rest
+        return compact ? value.compact() : value.rendered()
     }
 }
 

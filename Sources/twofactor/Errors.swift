@@ -34,6 +34,7 @@ enum ExitStatusHelp {
           6  permission denied (not root or admin, or not your account)
           7  incorrect or already used code
           8  the account is locked out after too many wrong codes
+          130  interrupted (Ctrl-C); a pending enrollment is cancelled
         """
 }
 

@@ -17,6 +17,16 @@ indirect enum JSON {
     /// Unix seconds as an ISO 8601 UTC timestamp, or null.
     static func timestamp(_ value: UInt64?) -> JSON { value.map { .string(TimeText.iso8601($0)) } ?? .null }
 
+    /// On one line, for a JSON line on stderr.
+    func compact() -> String {
+        switch self {
+        case .array(let items): return "[" + items.map { $0.compact() }.joined(separator: ", ") + "]"
+        case .object(let members):
+            return "{" + members.map { JSON.quote($0.0) + ": " + $0.1.compact() }.joined(separator: ", ") + "}"
+        default: return rendered()
+        }
+    }
+
     func rendered(indent: Int = 0) -> String {
         let pad = String(repeating: "  ", count: indent)
         let inner = String(repeating: "  ", count: indent + 1)
@@ -105,7 +115,8 @@ enum TimeText {
         switch seconds {
         case ..<120: return "\(seconds) seconds"
         case ..<(120 * 60): return "\(seconds / 60) minutes"
-        default: return "\(seconds / 3600) hours"
+        case ..<(48 * 3600): return "\(seconds / 3600) hours"
+        default: return "\(seconds / 86_400) days"
         }
     }
 }

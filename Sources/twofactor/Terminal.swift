@@ -74,6 +74,9 @@ enum Terminal {
             if case .line = result {} else { writeError("\n") }
         } else if case .interrupted = result, standardInputIsTerminal {
             writeError("\n")
+        } else if !standardInputIsTerminal {
+            // Nothing echoed the piped answer: end the prompt's line so messages start afresh.
+            writeError("\n")
         }
         return result
     }
