@@ -112,7 +112,7 @@ struct Disable: ParsableCommand {
             you with 'twofactor admin reset USER'.
 
             With --code-stdin the code is read from one line of standard input and no question \
-            is asked. With --json the result is {"user", "enabled": false}.
+            is asked. With --json the result is {"user", "enrolled": false}.
 
             \(ExitStatusHelp.table)
 
@@ -140,7 +140,7 @@ struct Disable: ParsableCommand {
         }
         _ = try sendWithCode(.disable, account: account, client: client, source: input.source)
         if global.json {
-            JSON.object([("user", .string(account.name)), ("enabled", .bool(false))]).print()
+            JSON.object([("user", .string(account.name)), ("enrolled", .bool(false))]).print()
             return
         }
         print("Two-factor authentication is now disabled for \(printable(account.name)); logins no longer ask for a code.")
@@ -157,7 +157,7 @@ struct StatusCommand: ParsableCommand {
             and whether the account is locked out (and until when). It asks nothing. The exit \
             status is 0 whether or not it is enabled; use --json to check from a script.
 
-            With --json: {"user", "enabled", "pending", "enrolled_since", "last_used", \
+            With --json: {"user", "enrolled", "pending", "enrolled_since", "last_used", \
             "recovery_codes_left", "failures", "locked", "locked_until", "drift_steps"}; times \
             are ISO 8601 in UTC, or null.
 

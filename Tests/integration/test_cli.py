@@ -474,7 +474,7 @@ def test_disable_json_with_totp(daemon, user):
     result = cli(user, "disable", "--json", "--code-stdin", daemon=daemon,
                  input=fresh_code(enrollment.secret, 1) + "\n")
     assert result.returncode == 0, result
-    assert json.loads(result.stdout) == {"user": user.name, "enabled": False}
+    assert json.loads(result.stdout) == {"user": user.name, "enrolled": False}
 
 
 def test_status_text_and_json(daemon, user, pam_service):
@@ -499,7 +499,7 @@ def test_status_text_and_json(daemon, user, pam_service):
     assert re.search(r"Last used:\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", text.stdout)
 
     out = json.loads(cli(user, "status", "--json", daemon=daemon).stdout)
-    assert list(out) == ["user", "enabled", "pending", "enrolled_since", "last_used",
+    assert list(out) == ["user", "enrolled", "pending", "enrolled_since", "last_used",
                          "recovery_codes_left", "failures", "locked", "locked_until", "drift_steps"]
     assert out["enrolled"] is True and out["pending"] is False
     assert out["recovery_codes_left"] == 7 and out["failures"] == 1
