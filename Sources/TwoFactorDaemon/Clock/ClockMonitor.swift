@@ -188,7 +188,7 @@ public final class ClockMonitor: Sendable {
             case .success(let found): addresses = found
             case .failure(let error): round.record(server: label, error: error); continue
             }
-            for index in 0..<samplesPerServer {
+            sampling: for index in 0..<samplesPerServer {
                 if shared.isStopped { return }
                 if index > 0 { shared.sleep(seconds: spacing) }
                 switch client.query(addresses[index % addresses.count], serverLabel: label) {
@@ -204,7 +204,7 @@ public final class ClockMonitor: Sendable {
                             shared.demobilize(label)
                             logger.warning("clock check: \(label) refused service (\(rejection)); not asking it again")
                         }
-                        break
+                        break sampling
                     }
                 }
                 if shared.isStopped { return }

@@ -1,0 +1,286 @@
+"""The clock check (issue 7) against real NTP answers: a fake server of our own (chosen offsets and
+bad answers, fake_ntp_server.py) and a real chronyd, with the daemon's clock shifted by faketime.
+Only 127.0.0.1 servers are ever configured."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from fake_ntp_server import FakeNTPServer, sntp_query
+from helpers import totp
+
+FAST_NTP = {"ntp_interval": 1, "ntp_timeout": 0.5, "ntp_samples": 2}
+FAKETIME_120 = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+120s"]
+
+
+def clock_status(daemon):
+    answer = daemon.request("clockStatus")
+    assert answer.status == "ok", answer
+    return answer
+
+
+def wait_for_status(daemon, predicate, timeout=15):
+    """Polls clockStatus until predicate(answer) holds; returns the last answer either way."""
+    deadline = time.time() + timeout
+    answer = clock_status(daemon)
+    while not predicate(answer) and time.time() < deadline:
+        time.sleep(0.1)
+        answer = clock_status(daemon)
+    return answer
+
+
+def measured(answer):
+    return "clockOffsetMicros" in answer
+
+
+def offset_seconds(answer):
+    return answer["clockOffsetMicros"] / 1e6
+
+
+@pytest.fixture
+def fake_ntp():
+    servers = []
+
+    def start(**kwargs):
+        s = FakeNTPServer(**kwargs)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chrony():
+    """A real chronyd serving its local clock on 127.0.0.1:<free port>. -x: it never touches the
+    system clock; -u root: no privilege drop, so it can write its files in our temp dir."""
+    workdir = tempfile.mkdtemp(prefix="tf-chrony-")
+    port = free_udp_port()
+    conf = os.path.join(workdir, "chrony.conf")
+    with open(conf, "w") as f:
+        f.write(f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\n"
+                f"pidfile {workdir}/chronyd.pid\ndriftfile {workdir}/drift\n")
+    log = open(os.path.join(workdir, "chronyd.log"), "wb")
+    process = subprocess.Popen(["chronyd", "-x", "-d", "-u", "root", "-f", conf],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 15
+        while sntp_query("127.0.0.1", port, timeout=0.3) is None:
+            assert process.poll() is None, open(log.name).read()
+            assert time.time() < deadline, "chronyd did not answer:\n" + open(log.name).read()
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()  # our chronyd, by its pid
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the fake server: measured offsets -----------------------------------------------------------
+
+@pytest.mark.parametrize("skew, state", [(37.5, "bad"), (-4.25, "warning"), (0.0, "ok"), (-600.0, "bad")])
+def test_reports_the_offset_of_the_server(daemon_factory, fake_ntp, skew, state):
+    server = fake_ntp(skew=skew)
+    daemon = daemon_factory(ntp_servers=server.address, **FAST_NTP)
+    answer = wait_for_status(daemon, measured)
+    assert measured(answer), answer
+    # The server runs `skew` ahead of us, so our clock is `skew` behind it: local − true = −skew.
+    assert abs(offset_seconds(answer) - (-skew)) < 0.1, answer
+    assert answer["clockState"] == state, answer
+    assert answer["clockServer"] == server.address
+    assert answer["clockStratum"] == 2
+    assert 0 <= answer["clockDelayMicros"] < 100_000, answer
+    assert abs(answer["clockMeasuredAt"] - time.time()) < 5, answer
+    assert answer["clockCompensation"] is True
+    assert answer["message"].startswith(state + ": "), answer
+    if state == "ok":
+        assert "chronyc makestep" not in answer.get("clockRemedy", ""), answer
+    else:
+        assert "chronyc makestep" in answer["clockRemedy"], answer
+
+
+def test_requests_carry_unpredictable_transmit_timestamps(daemon_factory, fake_ntp):
+    server = fake_ntp()
+    daemon_factory(ntp_servers=server.address, **FAST_NTP)
+    assert server.wait_for_requests(6)
+    requests = server.requests[:6]
+    fractions = [r.transmit_raw & 0xFFFFFFFF for r in requests]
+    assert len(set(fractions)) == len(fractions), fractions
+    # The seconds are the daemon's clock; the low 32 bits are random, not the sub-second time.
+    for r in requests:
+        assert abs((r.transmit_raw >> 32) - 2_208_988_800 - r.arrived) < 2
+    sub_second_errors = [abs((f / 2**32) - (r.arrived % 1)) for f, r in zip(fractions, requests)]
+    assert max(sub_second_errors) > 0.05, sub_second_errors
+    # Each request comes from its own ephemeral port.
+    assert len({r.source for r in requests}) > 1
+
+
+# --- the fake server: bad answers ----------------------------------------------------------------
+
+BAD_ANSWERS = [
+    ("kod", "kiss-o'-death RATE"),
+    ("stratum16", "server unsynchronised (stratum 16"),
+    ("leap3", "leap indicator 3"),
+    ("wrong-origin", "does not echo our transmit timestamp"),
+    ("wrong-mode", "mode 3, not 4"),
+    ("bad-version", "version 2, not 3 or 4"),
+    ("slow", "round-trip delay"),
+    ("wrong-port", "no NTP server answered"),
+    ("silent", "no NTP server answered"),
+]
+
+
+@pytest.mark.parametrize("behaviour, why", BAD_ANSWERS, ids=[b for b, _ in BAD_ANSWERS])
+def test_bad_answers_are_ignored(daemon_factory, fake_ntp, behaviour, why):
+    server = fake_ntp(skew=50.0, behaviour=behaviour)
+    overrides = dict(FAST_NTP)
+    if behaviour == "slow":
+        overrides["ntp_timeout"] = 2  # the answer does arrive, 1.3 s late: too slow to trust
+    daemon = daemon_factory(ntp_servers=server.address, **overrides)
+    assert server.wait_for_requests(3 if behaviour != "slow" else 2), "the daemon never asked"
+    answer = wait_for_status(daemon, lambda a: not a["message"].startswith("unknown: not measured yet"))
+    assert answer["clockState"] == "unknown", answer
+    assert "clockOffsetMicros" not in answer, answer
+    assert why in answer["message"], answer
+    assert "clockRemedy" in answer and server.address in answer["clockRemedy"], answer
+
+
+def test_deny_kiss_stops_the_queries(daemon_factory, fake_ntp):
+    server = fake_ntp(behaviour="kod", kiss_code="DENY")
+    daemon = daemon_factory(ntp_servers=server.address, **FAST_NTP)
+    assert server.wait_for_requests(1)
+    time.sleep(3.5)  # three more rounds
+    assert server.request_count() == 1, "the daemon kept asking a server that said DENY"
+    assert "refused service (kiss-o'-death DENY)" in daemon.log()
+    assert clock_status(daemon)["clockState"] == "unknown"
+
+
+def test_bad_answers_keep_the_previous_good_value(daemon_factory, fake_ntp):
+    server = fake_ntp(skew=20.0)
+    daemon = daemon_factory(ntp_servers=server.address, **FAST_NTP)
+    answer = wait_for_status(daemon, measured)
+    assert abs(offset_seconds(answer) + 20) < 0.1, answer
+
+    server.set(behaviour="wrong-origin", skew=50.0)
+    seen = server.request_count()
+    assert server.wait_for_requests(seen + 4)
+    answer = wait_for_status(daemon, lambda a: a["clockState"] == "unknown")
+    assert answer["clockState"] == "unknown", answer
+    assert abs(offset_seconds(answer) + 20) < 0.1, answer  # not the forged −50
+    assert "last measured" in answer["message"], answer
+
+    server.set(behaviour="good")
+    answer = wait_for_status(daemon, lambda a: measured(a) and abs(offset_seconds(a) + 50) < 0.1)
+    assert abs(offset_seconds(answer) + 50) < 0.1, answer
+    assert answer["clockState"] == "bad", answer
+
+
+def test_no_answer_is_unknown_logged_once_and_logins_still_work(daemon_factory, fake_ntp, user):
+    server = fake_ntp(behaviour="silent")
+    # 2 s timeouts, 4 samples: a round takes ~8 s, so a login that waited for NTP would show it.
+    daemon = daemon_factory(ntp_servers=server.address, ntp_interval=1, ntp_timeout=2, ntp_samples=4)
+    assert server.wait_for_requests(1)
+    enrollment = daemon.enroll(user.name)
+    # The enrolment's code used this step; the next one and a recovery code log in.
+    for code in (enrollment.code(1), enrollment.recovery_codes[0]):
+        started = time.monotonic()
+        answer = daemon.request("verify", {"user": user.name, "code": code})
+        elapsed = time.monotonic() - started
+        assert answer.status == "accepted", answer
+        assert elapsed < 1.0, f"verify took {elapsed:.2f} s: it waited for NTP"
+    answer = wait_for_status(daemon, lambda a: "no NTP server answered" in a["message"], timeout=25)
+    assert answer["clockState"] == "unknown", answer
+    assert "no NTP server answered" in answer["message"], answer
+    assert server.wait_for_requests(9, timeout=30)  # at least a second round failed too
+    time.sleep(0.5)
+    log = daemon.log()
+    assert log.count("no NTP server answered") == 1, log  # logged on the transition only
+    assert "result=accepted" in log
+
+
+def test_nothing_is_queried_without_servers(daemon):
+    answer = clock_status(daemon)
+    assert answer["clockState"] == "unknown", answer
+    assert "ntp_servers is empty" in answer["message"], answer
+    assert isinstance(answer["kernelSynchronized"], bool)
+
+
+# --- a real NTP server ---------------------------------------------------------------------------
+
+def test_measures_chrony(daemon_factory, chrony):
+    daemon = daemon_factory(ntp_servers=chrony, **FAST_NTP)
+    answer = wait_for_status(daemon, measured)
+    assert measured(answer), answer
+    assert abs(offset_seconds(answer)) < 0.05, answer
+    assert answer["clockState"] == "ok", answer
+    assert answer["clockServer"] == chrony
+    assert answer["clockStratum"] == 8, answer
+
+
+def enroll_at(daemon, user, code_time):
+    """Enrols `user`, confirming with the code for unix time `code_time`."""
+    begun = daemon.request("enrollBegin", {"user": user})
+    assert begun.status == "ok", begun
+    confirmed = daemon.request("enrollConfirm", {"user": user, "code": totp(begun["secret"], at=code_time)})
+    assert confirmed.status == "ok", confirmed
+    return begun["secret"]
+
+
+def test_shifted_clock_is_compensated(daemon_factory, chrony, user):
+    daemon = daemon_factory(ntp_servers=chrony, drift_learning=False, **FAST_NTP)
+    daemon.stop()
+    daemon.start(wrapper=FAKETIME_120)
+    answer = wait_for_status(daemon, measured)
+    assert abs(offset_seconds(answer) - 120) < 0.05, answer
+    assert answer["clockState"] == "bad", answer
+    assert "120.0" in answer["message"] and "ahead" in answer["message"], answer
+
+    # Codes from the true time (oathtool) work: the daemon checks them against corrected time.
+    secret = enroll_at(daemon, user.name, time.time())
+    accepted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + 30)})
+    assert accepted.status == "accepted", accepted
+    # A code from the daemon's own (wrong) clock does not.
+    shifted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + 120)})
+    assert shifted.status == "wrongCode", shifted
+    assert abs(shifted["clockOffsetMicros"] / 1e6 - 120) < 0.05, shifted
+    log = daemon.log()
+    assert re.search(r"result=accepted reason=ok", log), log
+    assert re.search(r"result=rejected reason=wrong-code clock_offset=\+120\.0\d\ds", log), log
+
+
+def test_shifted_clock_without_compensation_rejects_true_codes(daemon_factory, chrony, user):
+    daemon = daemon_factory(ntp_servers=chrony, clock_compensation=False, drift_learning=False, **FAST_NTP)
+    daemon.stop()
+    daemon.start(wrapper=FAKETIME_120)
+    answer = wait_for_status(daemon, measured)
+    assert abs(offset_seconds(answer) - 120) < 0.05, answer
+    assert answer["clockCompensation"] is False
+    assert "clock_compensation is off" in answer["message"], answer
+
+    # Without compensation the daemon goes by its own clock, 120 s ahead.
+    secret = enroll_at(daemon, user.name, time.time() + 120)
+    rejected = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time())})
+    assert rejected.status == "wrongCode", rejected
+    assert abs(rejected["clockOffsetMicros"] / 1e6 - 120) < 0.05, rejected
+    assert "clock" in rejected.get("message", ""), rejected
+    assert re.search(r"result=rejected reason=wrong-code clock_offset=\+120\.0\d\ds", daemon.log()), daemon.log()
+    # Its own clock's codes still work (the window is not widened or moved).
+    local = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + 150)})
+    assert local.status == "accepted", local
