@@ -23,6 +23,10 @@ struct Admin: ParsableCommand {
             """,
         subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self]
     )
+
+    func run() throws {
+        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock or clock (see 'twofactor admin --help')")
+    }
 }
 
 /// A user name argument checked for what can never be a login name.

@@ -31,6 +31,13 @@ struct TwoFactorCommand: ParsableCommand {
 
 let twofactorVersion = "1.0.0"
 
+extension TwoFactorCommand {
+    /// `twofactor` alone is a usage error, not a request for help.
+    func run() throws {
+        throw CLIError(.usage, "a subcommand is needed: enable, recovery-codes, disable, status or admin (see 'twofactor --help')")
+    }
+}
+
 /// Options every command accepts.
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long,

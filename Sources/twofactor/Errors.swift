@@ -25,15 +25,15 @@ enum ExitStatus: Int32 {
 enum ExitStatusHelp {
     static let table = """
         EXIT STATUS
-          0  success
-          1  other error (daemon error, cancelled, bad input)
-          2  usage error (unknown option, missing argument)
-          3  the daemon is not running (start it: systemctl start twofactord)
-          4  two-factor authentication is not enabled for the account
-          5  two-factor authentication is already enabled for the account
-          6  permission denied (not root or admin, or not your account)
-          7  incorrect or already used code
-          8  the account is locked out after too many wrong codes
+          0    success
+          1    other error (daemon error, cancelled, bad input)
+          2    usage error (unknown option, missing argument or subcommand)
+          3    the daemon is not running (start it: systemctl start twofactord)
+          4    two-factor authentication is not enabled for the account
+          5    two-factor authentication is already enabled for the account
+          6    permission denied (not root or admin, or not your account)
+          7    incorrect or already used code
+          8    the account is locked out after too many wrong codes
           130  interrupted (Ctrl-C); a pending enrollment is cancelled
         """
 }
@@ -78,7 +78,7 @@ struct CLIError: Error, CustomStringConvertible {
     /// Maps a daemon answer that is not the expected success to a status and a sentence.
     /// `account` names whose account it is in messages ("you" for the caller's own).
     static func from(response: WireMessage, account: Account) -> CLIError {
-        let detail = response.string(.message).map { ": \($0)" } ?? ""
+        let detail = response.string(.message).map { ": \(printable($0))" } ?? ""
         guard let status = response.status else {
             return CLIError(.failure, "the two-factor daemon answered an unknown status 0x\(String(response.code, radix: 16))")
         }
@@ -102,7 +102,9 @@ struct CLIError: Error, CustomStringConvertible {
         case .noPendingEnrollment:
             return CLIError(.failure, "no enrollment is waiting for confirmation (it expired, was cancelled or replaced by another 'twofactor enable'); run 'twofactor enable' again")
         case .permissionDenied:
-            return CLIError(.permissionDenied, "permission denied: only root and members of the two-factor admin group may manage other accounts or use admin commands" + detail)
+            let reason = response.string(.message).map(printable)
+                ?? "only root and members of the two-factor admin group may manage other accounts or use admin commands"
+            return CLIError(.permissionDenied, "permission denied: " + reason)
         case .badRequest:
             return CLIError(.failure, "the two-factor daemon refused the request" + (detail.isEmpty ? " as malformed" : detail))
         case .unsupportedVersion:

@@ -161,5 +161,5 @@ func codeShapeProblem(_ bytes: [UInt8], digits: [Int]) -> String? {
         case .invalid(let problem): if firstProblem == nil { firstProblem = problem }
         }
     }
-    return firstProblem.map { "that is not a code: \($0)" }
+    return firstProblem.map { "\($0)" }
 }

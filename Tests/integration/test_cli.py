@@ -431,7 +431,8 @@ def test_wrong_and_malformed_codes(daemon, user):
     # Input that cannot be a code is refused before it reaches the daemon: no failure counted.
     for junk in ("12", "hello world", "1234567890123"):
         result = cli(user, "disable", "--code-stdin", daemon=daemon, input=junk + "\n")
-        assert result.returncode == 7 and "not a code" in result.stderr, result
+        assert result.returncode == 7 and INCORRECT in result.stderr, result
+        assert "wrong length" in result.stderr or "neither a numeric code" in result.stderr, result
     assert status_of(daemon, user.name)["failures"] == 1
     empty = cli(user, "disable", "--code-stdin", daemon=daemon, input="")
     assert empty.returncode == 1 and "no code" in empty.stderr, empty
@@ -663,7 +664,7 @@ def test_help_of_every_subcommand(path):
 
 
 def test_usage_errors_exit_2():
-    for args in (["--bogus"], ["enable", "--qr=sideways"], ["admin", "status"], ["frobnicate"],
+    for args in ([], ["admin"], ["--bogus"], ["enable", "--qr=sideways"], ["admin", "status"], ["frobnicate"],
                  ["enable", "--qr-scale", "0"], ["status", "extra"]):
         result = cli(None, *args)
         assert result.returncode == 2, (args, result)
