@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+import zlib
 
 import pexpect
 import pytest
@@ -331,9 +332,38 @@ def test_qr_image_png_decodes_to_the_uri(daemon, user):
     with open(image, "rb") as f:
         data = f.read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    # IHDR: width, height, bit depth, colour type
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert width == height and width % 8 == 0 and data[24:26] == b"\x01\x00"
+    # Every chunk's CRC, and the zlib stream's Adler-32 (zlib.decompress checks it).
+    chunks, index = {}, 8
+    while index < len(data):
+        length = int.from_bytes(data[index:index + 4], "big")
+        kind, body = data[index + 4:index + 8], data[index + 8:index + 8 + length]
+        crc = int.from_bytes(data[index + 8 + length:index + 12 + length], "big")
+        assert zlib.crc32(kind + body) == crc, kind
+        chunks.setdefault(kind, b"")
+        chunks[kind] += body
+        index += 12 + length
+    assert list(chunks) == [b"IHDR", b"IDAT", b"IEND"]
+    ihdr = chunks[b"IHDR"]
+    width, height = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
+    assert width == height and width % 8 == 0 and ihdr[8:10] == b"\x01\x00"  # 1-bit greyscale
+    raw = zlib.decompress(chunks[b"IDAT"])
+    assert len(raw) == height * (1 + (width + 7) // 8)
+    # The quiet zone: the first 4 modules (32 px) of rows are white (bits set).
+    first_row = raw[1:1 + (width + 7) // 8]
+    assert first_row == b"\xff" * len(first_row)
+
+
+def test_qr_image_never_follows_a_symlink(daemon, user):
+    target = os.path.join(user.home, "target.txt")
+    link = os.path.join(user.home, "link.png")
+    subprocess.run(["runuser", "-u", user.name, "--", "sh", "-c",
+                    f"echo precious > {target} && ln -s {target} {link}"], check=True)
+    refused = cli(user, "enable", "--code-stdin", "--qr-image", link, daemon=daemon, input="")
+    assert refused.returncode == 1 and "already exists" in refused.stderr, refused
+    code, pending, _, err = enable_with_stdin(user, daemon, "--qr-image", link, "--force")
+    assert code == 0, err
+    assert not os.path.islink(link) and zbar_decode(link) == pending["uri"]
+    assert open(target).read() == "precious\n"
 
 
 def test_qr_image_is_not_overwritten_without_force(daemon, user):
@@ -410,15 +440,15 @@ def test_recovery_codes_regenerate_in_a_terminal(daemon, user, pam_service):
 
 def test_recovery_codes_alias_json_and_code_stdin(daemon, user):
     enrollment = daemon.enroll(user.name)
+    code = fresh_code(enrollment.secret, 1)
     result = cli(user, "regenerate-recovery-codes", "--json", "--code-stdin", daemon=daemon,
-                 input=fresh_code(enrollment.secret, 1) + "\n")
+                 input=code + "\n")
     assert result.returncode == 0, result
     out = json.loads(result.stdout)
     assert list(out) == ["user", "recovery_codes"] and out["user"] == user.name
     assert len(set(out["recovery_codes"])) == 8
     # The same TOTP code again is a replay.
-    again = cli(user, "recovery-codes", "--code-stdin", daemon=daemon,
-                input=fresh_code(enrollment.secret, 1) + "\n")
+    again = cli(user, "recovery-codes", "--code-stdin", daemon=daemon, input=code + "\n")
     assert again.returncode == 7 and "already used" in again.stderr, again
 
 
@@ -598,6 +628,32 @@ def test_admin_clock(daemon):
     assert out["offset_micros"] == raw.get("clockOffsetMicros")
     if raw.get("clockRemedy"):
         assert "Remedy: " in text.stdout
+
+
+def test_admin_clock_shows_a_measurement(daemon_factory):
+    """With a (fake, 127.0.0.1) NTP server 37.5 s ahead, every measured field is shown."""
+    from fake_ntp_server import FakeNTPServer
+    server = FakeNTPServer(skew=37.5)
+    try:
+        daemon = daemon_factory(ntp_servers=server.address, ntp_interval=1, ntp_timeout=0.5, ntp_samples=2)
+        deadline = time.time() + 15
+        while "clockOffsetMicros" not in daemon.request("clockStatus") and time.time() < deadline:
+            time.sleep(0.1)
+        text = cli(None, "admin", "clock", daemon=daemon)
+        assert text.returncode == 0, text
+        assert re.search(r"^Clock check: bad$", text.stdout, re.M), text.stdout
+        assert re.search(r"Offset:\s+-37\.[45]\d\d s \(this clock minus true time\)", text.stdout), text.stdout
+        assert re.search(rf"Time server:\s+{re.escape(server.address)} \(stratum 2\)", text.stdout)
+        assert re.search(r"Round-trip delay:\s+\d+\.\d{3} ms", text.stdout)
+        assert re.search(r"Measured:\s+\d{4}-\d\d-\d\d .*\(\d+ seconds ago\)", text.stdout)
+        assert "Remedy: " in text.stdout and "chronyc makestep" in text.stdout
+        out = json.loads(cli(None, "admin", "clock", "--json", daemon=daemon).stdout)
+        assert out["state"] == "bad" and abs(out["offset_micros"] / 1e6 + 37.5) < 0.1
+        assert out["server"] == server.address and out["stratum"] == 2
+        assert 0 <= out["delay_micros"] < 100_000 and 0 <= out["age_seconds"] < 30
+        assert out["compensation"] is True and "chronyc makestep" in out["remedy"]
+    finally:
+        server.close()
 
 
 def test_non_admin_is_refused_with_6(daemon, make_user):
