@@ -138,6 +138,9 @@ struct SNTPClient {
     /// Polled while waiting, so stop() does not have to wait out a whole timeout.
     var isCancelled: @Sendable () -> Bool = { false }
 
+    /// IPv4 and IPv6 addresses of a server (getaddrinfo). AI_ADDRCONFIG skips the families this
+    /// host cannot reach; it is dropped on a second try because it also hides "::1" on hosts with
+    /// IPv6 only on the loopback interface.
     static func resolve(_ server: NTPServerName) -> Result<[NTPSocketAddress], SNTPQueryError> {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -145,7 +148,11 @@ struct SNTPClient {
         hints.ai_protocol = Int32(IPPROTO_UDP)
         hints.ai_flags = AI_ADDRCONFIG
         var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(server.host, String(server.port), &hints, &list)
+        var rc = getaddrinfo(server.host, String(server.port), &hints, &list)
+        if rc != 0, rc != EAI_NONAME, rc != EAI_AGAIN {
+            hints.ai_flags = 0
+            rc = getaddrinfo(server.host, String(server.port), &hints, &list)
+        }
         guard rc == 0 else { return .failure(.resolution(String(cString: gai_strerror(rc)))) }
         defer { freeaddrinfo(list) }
         var addresses: [NTPSocketAddress] = []
