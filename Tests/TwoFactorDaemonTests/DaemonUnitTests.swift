@@ -1,0 +1,336 @@
+// The daemon's parts on their own: a real SQLite store in a temporary directory, the account rules
+// with a controlled clock, the config parser and the audit sanitiser.
+import Foundation
+import Logging
+import TwoFactorCore
+import TwoFactorWire
+import XCTest
+@testable import TwoFactorDaemon
+
+final class StoreAndRulesTests: XCTestCase {
+    var directory = ""
+    var store: SQLiteAccountStore!
+
+    override func setUpWithError() throws {
+        directory = try DaemonProcess.makeTemporaryDirectory()
+        store = try SQLiteAccountStore(path: directory + "/twofactor.db")
+    }
+
+    override func tearDown() {
+        store?.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Runs a unit of work and waits for its durable result.
+    func write<T: Sendable>(_ unit: @escaping @Sendable (any AccountTransaction) throws -> T) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let box = Box<Result<T, StoreError>>()
+        store.write(unit) { box.value = $0; done.signal() }
+        done.wait()
+        return try box.value!.get()
+    }
+
+    func rules(_ change: (inout DaemonConfig) -> Void = { _ in }) -> AccountRules {
+        var config = DaemonConfig()
+        config.issuer = "test"
+        change(&config)
+        return AccountRules(policy: AccountPolicy(config: config), keys: DerivedKeys(master: [UInt8](repeating: 7, count: 32)))
+    }
+
+    func enroll(_ rules: AccountRules, _ user: String, at time: Int64) throws -> [UInt8] {
+        let start = try write { try rules.enrollBegin($0, user: user, issuer: nil, at: Moment(now: time, otpTime: time)) }
+        let secret = try XCTUnwrap(start.value?.secret)
+        let code = Array(TOTP(secret: secret, parameters: .standard).code(at: time).utf8)
+        let confirmed = try write { try rules.enrollConfirm($0, user: user, code: code, at: Moment(now: time, otpTime: time)) }
+        XCTAssertEqual(confirmed.status, .ok)
+        return secret
+    }
+
+    func testSynchronousIsFullAndJournalIsWAL() throws {
+        XCTAssertEqual(try store.synchronousSetting(), 2)
+        let journal = try String(contentsOfFile: directory + "/twofactor.db", encoding: .isoLatin1)
+        XCTAssertTrue(journal.hasPrefix("SQLite format 3"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/twofactor.db-wal"))
+    }
+
+    func testConcurrentUnitsAreGroupCommittedInOrder() throws {
+        let units = 200
+        let done = DispatchGroup()
+        let results = Box<[Int]>()
+        results.value = []
+        let lock = NSLock()
+        let store = self.store!
+        DispatchQueue.concurrentPerform(iterations: units) { index in
+            done.enter()
+            store.write({ transaction -> Int in
+                // Each unit reads what the previous ones wrote in the same transaction.
+                var account = try transaction.account(named: "counter") ?? AccountRecord(name: "counter")
+                account.failures += 1
+                try transaction.save(account)
+                return account.failures
+            }) { result in
+                lock.lock(); results.value!.append((try? result.get()) ?? -1); lock.unlock()
+                done.leave()
+            }
+        }
+        done.wait()
+        XCTAssertEqual(Set(results.value!), Set(1...units), "every unit saw all earlier writes")
+        let stats = store.statistics
+        XCTAssertEqual(stats.units, units)
+        XCTAssertLessThan(stats.transactions, units, "some units shared a commit: \(stats)")
+        XCTAssertGreaterThan(stats.largestBatch, 1)
+    }
+
+    func testFailedCommitFailsEveryUnitOfTheBatch() throws {
+        // Hold the writer so the next units queue up into one batch.
+        let gate = DispatchSemaphore(value: 0)
+        let first = DispatchSemaphore(value: 0)
+        store.write({ _ in gate.wait() }) { _ in first.signal() }
+        usleep(100_000)
+        store.failingCommitsForTesting = 1
+        let done = DispatchGroup()
+        let lock = NSLock()
+        let outcomes = Box<[Bool]>()
+        outcomes.value = []
+        for index in 0..<10 {
+            done.enter()
+            store.write({ transaction in
+                try transaction.save(AccountRecord(name: "user\(index)"))
+            }) { result in
+                lock.lock(); outcomes.value!.append((try? result.get()) != nil); lock.unlock()
+                done.leave()
+            }
+        }
+        gate.signal()
+        first.wait()
+        done.wait()
+        XCTAssertEqual(outcomes.value!, [Bool](repeating: false, count: 10), "nothing may be reported as done")
+        XCTAssertEqual(store.statistics.failedTransactions, 1)
+        XCTAssertEqual(try write { try $0.allAccounts().count }, 0, "and nothing was stored")
+        // The store keeps working afterwards.
+        try write { try $0.save(AccountRecord(name: "after")) }
+        XCTAssertEqual(try write { try $0.allAccounts().map(\.name) }, ["after"])
+    }
+
+    func testFailingUnitDoesNotSpoilItsBatch() throws {
+        struct Boom: Error {}
+        let done = DispatchGroup()
+        let lock = NSLock()
+        let outcomes = Box<[String: Bool]>()
+        outcomes.value = [:]
+        for name in ["a", "b", "c"] {
+            done.enter()
+            store.write({ transaction in
+                try transaction.save(AccountRecord(name: name))
+                if name == "b" { throw Boom() }
+            }) { result in
+                lock.lock(); outcomes.value![name] = (try? result.get()) != nil; lock.unlock()
+                done.leave()
+            }
+        }
+        done.wait()
+        XCTAssertEqual(outcomes.value!, ["a": true, "b": false, "c": true])
+        XCTAssertEqual(try write { try $0.allAccounts().map(\.name) }, ["a", "c"], "b's savepoint was rolled back")
+    }
+
+    func testInternalErrorAnswerWhenTheStoreFails() throws {
+        let rules = rules()
+        _ = try enroll(rules, "alice", at: 1_800_000_000)
+        let processor = RequestProcessor(store: store, rules: rules,
+                                         clock: ClockMonitor(configuration: ClockConfiguration(servers: []), logger: .init(label: "test")),
+                                         audit: AuditLog(target: .stderr))
+        store.failingCommitsForTesting = 1
+        var request = WireMessage(operation: .verify)
+        try request.append(.user, string: "alice")
+        try request.append(.code, string: "000000")
+        let done = DispatchSemaphore(value: 0)
+        let answer = Box<WireMessage>()
+        processor.handle(request, caller: Caller(uid: 0, gid: 0, pid: 1, name: "root", isAdmin: true)) {
+            answer.value = $0; done.signal()
+        }
+        done.wait()
+        XCTAssertEqual(answer.value?.status, .internalError)
+        XCTAssertEqual(try write { try $0.account(named: "alice")?.failures }, 0, "the failure was not recorded either")
+    }
+
+    func testLockoutDoublesUpToTheCapAndSuccessResets() throws {
+        let rules = rules { $0.maxFailures = 3; $0.lockoutSeconds = 300; $0.lockoutMaxSeconds = 1000 }
+        var time: Int64 = 1_800_000_000
+        let secret = try enroll(rules, "alice", at: time)
+        func verify(_ code: String) throws -> VerifyOutcome {
+            let now = time
+            return try write { try rules.verify($0, user: "alice", code: Array(code.utf8), at: Moment(now: now, otpTime: now)) }
+        }
+        var durations: [Int64] = []
+        for _ in 0..<4 {
+            for attempt in 1...3 {
+                let outcome = try verify("000000")
+                XCTAssertEqual(outcome.status, .wrongCode)
+                XCTAssertEqual(outcome.lockoutStarted != nil, attempt == 3)
+                if let lockout = outcome.lockoutStarted { durations.append(lockout.until - time) }
+            }
+            let good = TOTP(secret: secret, parameters: .standard).code(at: time + 30)
+            XCTAssertEqual(try verify(good).status, .lockedOut, "not even checked")
+            time += durations.last! - 1
+            XCTAssertEqual(try verify("000000").status, .lockedOut)
+            time += 1
+        }
+        XCTAssertEqual(durations, [300, 600, 1000, 1000])
+        // After the lockout: a success resets the doubling.
+        time += 60
+        let good = TOTP(secret: secret, parameters: .standard).code(at: time)
+        XCTAssertEqual(try verify(good).status, .accepted)
+        for _ in 1...3 { _ = try verify("000000") }
+        XCTAssertEqual(try write { try $0.account(named: "alice")!.lockedUntil }, time + 300)
+    }
+
+    func testDriftLearningCentresTheWindow() throws {
+        let learning = rules { $0.driftLearning = true; $0.driftMaxSteps = 2 }
+        var time: Int64 = 1_800_000_000
+        let secret = try enroll(learning, "alice", at: time)
+        let totp = TOTP(secret: secret, parameters: .standard)
+        func verify(_ rules: AccountRules, codeAt offsetSteps: Int64) throws -> VerifyOutcome {
+            let now = time
+            let code = Array(totp.code(at: now + 30 * offsetSteps).utf8)
+            return try write { try rules.verify($0, user: "alice", code: code, at: Moment(now: now, otpTime: now)) }
+        }
+        // The phone runs one step fast: accepted within the window, drift learned.
+        time += 300
+        XCTAssertEqual(try verify(learning, codeAt: 1).status, .accepted)
+        XCTAssertEqual(try write { try $0.account(named: "alice")!.driftSteps }, 1)
+        // Now two steps fast: outside a window of 1 around 0, inside one around the learned +1.
+        time += 300
+        XCTAssertEqual(try verify(learning, codeAt: 2).status, .accepted)
+        XCTAssertEqual(try write { try $0.account(named: "alice")!.driftSteps }, 2)
+        // Three steps fast: centred on +2, accepted; but the learned drift stays bounded at 2.
+        time += 300
+        XCTAssertEqual(try verify(learning, codeAt: 3).status, .accepted)
+        XCTAssertEqual(try write { try $0.account(named: "alice")!.driftSteps }, 2)
+
+        // drift_learning = no: always centred on 0, so two steps fast is refused.
+        let fixed = rules { $0.driftLearning = false }
+        time += 300
+        XCTAssertEqual(try verify(fixed, codeAt: 2).status, .wrongCode)
+        XCTAssertEqual(try verify(fixed, codeAt: 1).status, .accepted)
+    }
+
+    func testSecretsAreSealedAndBoundToTheAccount() throws {
+        let rules = rules()
+        _ = try enroll(rules, "alice", at: 1_800_000_000)
+        let record = try XCTUnwrap(try write { try $0.account(named: "alice") })
+        let sealed = try XCTUnwrap(record.enrollment?.sealedSecret)
+        let keys = DerivedKeys(master: [UInt8](repeating: 7, count: 32))
+        XCTAssertEqual(try keys.openSecret(sealed, account: "alice").count, 20)
+        XCTAssertThrowsError(try keys.openSecret(sealed, account: "mallory"), "AAD binds the secret to its account")
+        XCTAssertThrowsError(try DerivedKeys(master: [UInt8](repeating: 8, count: 32)).openSecret(sealed, account: "alice"))
+        XCTAssertNotEqual(keys.secretEncryption, keys.recoveryHashing)
+    }
+}
+
+final class ConfigAndAuditTests: XCTestCase {
+    func testDefaultsMatchTheContract() throws {
+        let config = try ConfigParser.parse("", file: "x.conf")
+        XCTAssertEqual(config.socket, "/run/twofactor/twofactord.sock")
+        XCTAssertEqual(config.socketMode, 0o666)
+        XCTAssertEqual(config.stateDirectory, "/var/lib/twofactor")
+        XCTAssertEqual(config.keyFile, "/etc/twofactor/secret.key")
+        XCTAssertEqual(config.adminGroup, "twofactor-admin")
+        XCTAssertEqual(config.parameters, .standard)
+        XCTAssertEqual(config.window, 1)
+        XCTAssertEqual(config.maxFailures, 5)
+        XCTAssertEqual(config.lockoutSeconds, 300)
+        XCTAssertEqual(config.lockoutMaxSeconds, 3600)
+        XCTAssertEqual(config.maxConnections, 64)
+        XCTAssertEqual(config.readTimeout, 5)
+        XCTAssertEqual(config.log, .auto)
+        XCTAssertEqual(config.ntpServers, ["time1.google.com", "pool.ntp.org"])
+        XCTAssertEqual(config.ntpInterval, 900)
+        XCTAssertEqual(config.ntpTimeout, 2)
+        XCTAssertEqual(config.ntpSamples, 4)
+        XCTAssertEqual(config.clockWarnThreshold, 10)
+        XCTAssertTrue(config.clockCompensation)
+        XCTAssertTrue(config.driftLearning)
+        XCTAssertEqual(config.driftMaxSteps, 2)
+    }
+
+    func testParsesEveryKey() throws {
+        let text = """
+            # full example
+            socket = /tmp/s.sock
+            socket_mode = 0660
+            state_directory = /tmp/state
+            key_file = /tmp/key
+            admin_group = wheel
+            issuer = Example Corp   # trailing comment
+            algorithm = sha256
+            digits = 8
+            period = 60
+            window = 2
+            max_failures = 3
+            lockout_seconds = 60
+            lockout_max_seconds = 600
+            max_connections = 10
+            read_timeout = 1.5
+            log = syslog
+            ntp_servers = 127.0.0.1:12300 ntp.example.org
+            ntp_interval = 60
+            ntp_timeout = 1
+            ntp_samples = 2
+            clock_warn_threshold = 5
+            clock_compensation = off
+            drift_learning = false
+            drift_max_steps = 0
+            """
+        let config = try ConfigParser.parse(text, file: "x.conf")
+        XCTAssertEqual(config.socketMode, 0o660)
+        XCTAssertEqual(config.issuer, "Example Corp")
+        XCTAssertEqual(config.parameters, try OTPParameters(algorithm: .sha256, digits: 8, period: 60))
+        XCTAssertEqual(config.readTimeout, 1.5)
+        XCTAssertEqual(config.log, .syslog)
+        XCTAssertEqual(config.ntpServers, ["127.0.0.1:12300", "ntp.example.org"])
+        XCTAssertFalse(config.clockCompensation)
+        XCTAssertFalse(config.driftLearning)
+        XCTAssertEqual(config.driftMaxSteps, 0)
+        XCTAssertEqual(try ConfigParser.parse("ntp_servers =\n", file: "x").ntpServers, [])
+    }
+
+    func testErrorsNameFileAndLine() {
+        func error(_ text: String) -> String {
+            do { _ = try ConfigParser.parse(text, file: "/etc/t.conf"); return "no error" } catch { return error.description }
+        }
+        XCTAssertEqual(error("\n\nfoo = 1"), "/etc/t.conf:3: unknown key 'foo'")
+        XCTAssertTrue(error("window = 1\nwindow = 2").hasPrefix("/etc/t.conf:2: 'window' is already set on line 1"))
+        XCTAssertTrue(error("socket_mode = 999").hasPrefix("/etc/t.conf:1: socket_mode"))
+        XCTAssertTrue(error("socket = relative/path").hasPrefix("/etc/t.conf:1: socket must be an absolute path"))
+        XCTAssertTrue(error("log = loud").hasPrefix("/etc/t.conf:1: log must be"))
+        XCTAssertTrue(error("ntp_servers = bad:host:99999").hasPrefix("/etc/t.conf:1: ntp_servers"))
+        XCTAssertTrue(error("lockout_seconds = 600\nlockout_max_seconds = 60").hasPrefix("/etc/t.conf:2:"))
+        XCTAssertTrue(error("period = 0").hasPrefix("/etc/t.conf:1:"))
+        XCTAssertTrue(error("max_connections = -1").hasPrefix("/etc/t.conf:1:"))
+    }
+
+    func testAuditValuesCannotForgeFields() {
+        XCTAssertEqual(AuditLog.value("alice"), "alice")
+        XCTAssertEqual(AuditLog.value(nil), "-")
+        XCTAssertEqual(AuditLog.value(""), "-")
+        XCTAssertEqual(AuditLog.value("a b"), "\"a b\"")
+        XCTAssertEqual(AuditLog.value("x=y"), "\"x=y\"")
+        XCTAssertEqual(AuditLog.value("evil\nverify account=root result=accepted"), "\"evil?verify account=root result=accepted\"")
+        XCTAssertEqual(AuditLog.value("q\"uote\\"), "q?uote?")
+        XCTAssertEqual(AuditLog.value("é"), "??")
+        XCTAssertEqual(AuditLog.value(String(repeating: "a", count: 500)).count, 128)
+    }
+
+    func testPolicyLockoutDuration() {
+        var config = DaemonConfig()
+        config.lockoutSeconds = 300
+        config.lockoutMaxSeconds = 3600
+        let policy = AccountPolicy(config: config)
+        XCTAssertEqual((0..<6).map { policy.lockoutDuration(previousLockouts: $0) }, [300, 600, 1200, 2400, 3600, 3600])
+        XCTAssertEqual(policy.lockoutDuration(previousLockouts: 1_000_000), 3600)
+    }
+}
+
+final class Box<T>: @unchecked Sendable {
+    var value: T?
+}
