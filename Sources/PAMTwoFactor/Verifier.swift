@@ -25,12 +25,15 @@ struct Authentication {
     let pamh: OpaquePointer
     let flags: Int32
     let options: Options
+    var userPointer: UnsafePointer<CChar>? = nil
+
+    /// The user name for log lines, built only when something is logged.
+    var userText: String { userPointer.map { printable($0, limit: 64) } ?? "(unknown)" }
 
     /// PAM_SILENT: the application asked for no informational or error messages.
     var silent: Bool { flags & Int32(bitPattern: UInt32(PAM_SILENT)) != 0 }
 
     mutating func run() -> Int32 {
-        var userPointer: UnsafePointer<CChar>? = nil
         let userStatus = pam_get_user(pamh, &userPointer, nil)
         guard userStatus == PAM_SUCCESS else {
             debug("could not get the user name (PAM status \(userStatus))")
@@ -42,9 +45,6 @@ struct Authentication {
             log(pamh, LOG_ERR, "refusing a user name of \(user.count) bytes")
             return PAM_USER_UNKNOWN
         }
-        // Only built when something is logged.
-        var userText: String { printable(userPointer, limit: 64) }
-
         // 1. Does this account use 2FA?
         var check = SecretBytes(capacity: 16 + maxFieldLength)
         guard encodeRequest(.check, into: &check, user: user, code: nil) else {
@@ -56,15 +56,15 @@ struct Authentication {
             checkAnswer = try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
                                                   frame: check.bytes, timeoutSeconds: options.timeoutSeconds)
         } catch {
-            return unavailable(error, user: userText)
+            return unavailable(error)
         }
         switch checkAnswer.status {
         case .enrolled:
             debug("user \(userText) has two-factor authentication")
         case .notEnrolled:
-            return notEnrolled(user: userText)
+            return notEnrolled()
         default:
-            return unexpected(checkAnswer, operation: "check", user: userText)
+            return unexpected(checkAnswer, operation: "check")
         }
 
         // 2. Get the code (and, with forward_pass, the password in front of it).
@@ -88,25 +88,25 @@ struct Authentication {
             answer = try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
                                              frame: request.bytes, timeoutSeconds: options.timeoutSeconds)
         } catch {
-            return unavailable(error, user: userText)
+            return unavailable(error)
         }
-        return judge(answer, user: userText)
+        return judge(answer)
     }
 
     // MARK: Outcomes
 
-    func judge(_ answer: WireMessage, user: String) -> Int32 {
+    func judge(_ answer: WireMessage) -> Int32 {
         switch answer.status {
         case .accepted:
             if answer.uint8(.method) == VerificationMethod.recoveryCode.rawValue {
-                debug("user \(user): recovery code accepted")
+                debug("user \(userText): recovery code accepted")
                 tellRecoveryCodesLeft(answer.uint32(.recoveryCodesLeft))
             } else {
-                debug("user \(user): code accepted")
+                debug("user \(userText): code accepted")
             }
             return PAM_SUCCESS
         case .wrongCode, .codeReused:
-            debug("user \(user): code rejected (\(answer.status == .codeReused ? "reused" : "wrong"))")
+            debug("user \(userText): code rejected (\(answer.status == .codeReused ? "reused" : "wrong"))")
             if let offset = answer.int64(.clockOffsetMicros) {
                 let seconds = offset.magnitude / 1_000_000
                 tell(PAM_ERROR_MSG, "\(incorrectCodeMessage)\nThe server's clock may be wrong (off by about \(seconds) seconds); please tell the administrator.")
@@ -115,38 +115,38 @@ struct Authentication {
             }
             return PAM_AUTH_ERR
         case .lockedOut:
-            debug("user \(user): locked out")
+            debug("user \(userText): locked out")
             let minutes = minutesUntil(answer.uint64(.lockedUntil))
             tell(PAM_ERROR_MSG, "Too many incorrect codes; try again in \(minutes) minute\(minutes == 1 ? "" : "s")")
             return PAM_AUTH_ERR
         case .notEnrolled:
             // 2FA was switched off between check and verify.
-            return notEnrolled(user: user)
+            return notEnrolled()
         default:
-            return unexpected(answer, operation: "verify", user: user)
+            return unexpected(answer, operation: "verify")
         }
     }
 
-    func notEnrolled(user: String) -> Int32 {
+    func notEnrolled() -> Int32 {
         if options.require {
-            log(pamh, LOG_NOTICE, "user \(user) has no two-factor authentication set up and it is required")
+            log(pamh, LOG_NOTICE, "user \(userText) has no two-factor authentication set up and it is required")
             tell(PAM_ERROR_MSG, "Two-factor authentication is required for this account but is not set up. Set it up with `twofactor enable` from an existing session, or ask the administrator.")
             return PAM_AUTH_ERR
         }
-        debug("user \(user) has no two-factor authentication; ignoring")
+        debug("user \(userText) has no two-factor authentication; ignoring")
         return PAM_IGNORE
     }
 
-    func unexpected(_ answer: WireMessage, operation: StaticString, user: String) -> Int32 {
-        return unavailable(LinkFailure(what: "an unexpected answer"), user: user,
+    func unexpected(_ answer: WireMessage, operation: StaticString) -> Int32 {
+        return unavailable(LinkFailure(what: "an unexpected answer"),
                            detail: " (status \(answer.code) to \(operation))")
     }
 
     /// The daemon gave no usable answer: failmode decides.
-    func unavailable(_ failure: LinkFailure, user: String, detail: String = "") -> Int32 {
+    func unavailable(_ failure: LinkFailure, detail: String = "") -> Int32 {
         let consequence = options.failMode == .secure
-            ? "refusing user \(user) (failmode=secure)"
-            : "WARNING: letting user \(user) continue without two-factor authentication (failmode=open)"
+            ? "refusing user \(userText) (failmode=secure)"
+            : "WARNING: letting user \(userText) continue without two-factor authentication (failmode=open)"
         let path = printable(options.socketPath, limit: 120)
         let message = "twofactord at \(path) gave no usable answer: \(failure.what)\(detail); \(consequence)"
         let priority = options.failMode == .secure ? LOG_ERR : LOG_WARNING
@@ -190,7 +190,7 @@ struct Authentication {
             if pam_get_item(pamh, PAM_AUTHTOK, &token) == PAM_SUCCESS, let token {
                 let answer = cStringBytes(token.assumingMemoryBound(to: CChar.self))
                 let usable = options.answerSource == .useFirstPass
-                    || (options.forwardPass ? codeSplit(answer) != nil : isPlausibleCode(answer))
+                    || (options.forwardPass ? codeSplit(answer) != nil : looksLikeCode(answer, digits: options.digits))
                 if usable {
                     debug("taking the code from PAM_AUTHTOK")
                     return take(answer, into: &code)
@@ -317,8 +317,8 @@ struct Authentication {
         text.withCString { _ = twofactor_converse(pamh, style, $0, nil) }
     }
 
-    func debug(_ text: String) {
-        if options.debug { log(pamh, LOG_DEBUG, text) }
+    func debug(_ text: @autoclosure () -> String) {
+        if options.debug { log(pamh, LOG_DEBUG, text()) }
     }
 }
 
@@ -328,6 +328,20 @@ struct Authentication {
 func isPlausibleCode(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
     guard bytes.count > 0, bytes.count <= maxCodeLength else { return false }
     return bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
+}
+
+/// try_first_pass: whether PAM_AUTHTOK is a code rather than an earlier module's password:
+/// `digits` digits, or 12 recovery-code characters, ignoring spaces and dashes.
+func looksLikeCode(_ bytes: UnsafeBufferPointer<UInt8>, digits: Int) -> Bool {
+    var digitCount = 0
+    var recoveryCount = 0
+    for byte in bytes where byte != UInt8(ascii: " ") && byte != UInt8(ascii: "-") {
+        if isDigit(byte) { digitCount += 1 }
+        guard isRecoveryCharacter(byte) || isDigit(byte) else { return false }
+        recoveryCount += 1
+    }
+    if digitCount == recoveryCount && digitCount == digits { return true }
+    return recoveryCount == 12 && bytes.allSatisfy { $0 != UInt8(ascii: "0") && $0 != UInt8(ascii: "1") }
 }
 
 func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }

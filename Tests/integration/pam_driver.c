@@ -9,7 +9,13 @@
  *   through the loop. WARMUP cycles (of thread 0's count) run before the first RSS reading.
  *
  * Output (stdout, one line): cycles=N mismatches=N rss_warm_kb=N rss_end_kb=N
- * Each mismatch is also reported on stderr. Exit status 0 when every result was as expected. */
+ * Each mismatch is also reported on stderr. Exit status 0 when every result was as expected.
+ *
+ * usage: pam_driver --direct MODULE SERVICE USER ANSWER [ARG...]
+ *   Calls MODULE's pam_sm_authenticate itself, on a real handle from pam_start(SERVICE), with
+ *   ARGs as its argv: arguments a PAM configuration file cannot carry (libpam cuts lines at about
+ *   1 KB). Prints each conversation message as "message STYLE: TEXT" and then "status=N". */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <security/pam_appl.h>
 #include <stdio.h>
@@ -40,8 +46,12 @@ static long rss_kb(void) {
 }
 
 /* Answers every prompt with the answer; swallows messages. Memory from malloc, as PAM wants. */
+static int show_messages;
+
 static int converse(int n, const struct pam_message **msgs, struct pam_response **out, void *data) {
     const char *answer = data;
+    if (show_messages)
+        for (int i = 0; i < n; i++) printf("message %d: %s\n", msgs[i]->msg_style, msgs[i]->msg);
     struct pam_response *resp = calloc((size_t)n, sizeof *resp);
     if (!resp) return PAM_BUF_ERR;
     for (int i = 0; i < n; i++) {
@@ -122,7 +132,38 @@ static int parse_spec(char *text, struct spec *s) {
     return 0;
 }
 
+typedef int (*entry_point)(pam_handle_t *, int, int, const char **);
+
+static int direct(int argc, char **argv) {
+    if (argc < 6) {
+        fprintf(stderr, "usage: %s --direct MODULE SERVICE USER ANSWER [ARG...]\n", argv[0]);
+        return 2;
+    }
+    void *module = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
+    if (!module) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return 2;
+    }
+    entry_point authenticate_entry = (entry_point)dlsym(module, "pam_sm_authenticate");
+    if (!authenticate_entry) {
+        fprintf(stderr, "dlsym: %s\n", dlerror());
+        return 2;
+    }
+    show_messages = 1;
+    struct pam_conv conv = { converse, argv[5] };
+    pam_handle_t *pamh = NULL;
+    if (pam_start(argv[3], argv[4], &conv, &pamh) != PAM_SUCCESS) {
+        fprintf(stderr, "pam_start failed\n");
+        return 2;
+    }
+    int status = authenticate_entry(pamh, 0, argc - 6, (const char **)(argv + 6));
+    pam_end(pamh, status);
+    printf("status=%d\n", status);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--direct") == 0) return direct(argc, argv);
     if (argc < 6) {
         fprintf(stderr, "usage: %s SERVICE CYCLES THREADS WARMUP SPEC...\n", argv[0]);
         return 2;

@@ -1,0 +1,769 @@
+"""pam_twofactor.so against the real twofactord binary, driven by pamtester and by a C driver
+(pam_driver.c) for endurance, leaks and threads.
+
+Every case writes its own PAM service that names the module by absolute path
+(helpers.PAM_MODULE). Most stacks make the module's return value visible to pamtester:
+
+    auth [success=done ignore=ignore default=die] MODULE ARGS
+    auth requisite pam_debug.so auth=user_unknown
+
+so PAM_SUCCESS -> "successfully authenticated", PAM_IGNORE -> falls through to pam_debug ->
+"User not known to the underlying authentication module", PAM_AUTH_ERR -> "Authentication
+failure", PAM_AUTHINFO_UNAVAIL -> "Authentication service cannot retrieve authentication info".
+
+The few peers that are not the real daemon (a socket nobody listens on, a peer that accepts and
+never answers, peers that answer garbage or error statuses) stand for a broken daemon, which is
+exactly what those cases test.
+"""
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import helpers
+import twofactor_wire as wire
+from helpers import PAM_MODULE, pamtester, totp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INCORRECT = "Incorrect two-factor authentication code"
+DEFAULT_PROMPT = "Two-factor authentication code (or recovery code): "
+
+OUTCOMES = {
+    "success": "successfully authenticated",
+    "ignore": "User not known to the underlying authentication module",
+    "auth_err": "Authentication failure",
+    "authinfo_unavail": "Authentication service cannot retrieve authentication info",
+}
+
+
+def observing_stack(args):
+    """A stack in which each return value of the module ends differently (see the docstring)."""
+    return [
+        f"auth [success=done ignore=ignore default=die] {PAM_MODULE} {args}",
+        "auth requisite pam_debug.so auth=user_unknown",
+        "account required pam_permit.so",
+    ]
+
+
+class Run:
+    """One pamtester run: its outcome, its combined output and how long it took."""
+
+    def __init__(self, service, user, answers, timeout=60):
+        start = time.monotonic()
+        self.result = pamtester(service, user, answers, timeout=timeout)
+        self.elapsed = time.monotonic() - start
+        self.output = (self.result.stdout + self.result.stderr).decode("utf-8", "replace")
+        # pamtester exits 0 or 1; anything else (a signal) means the module crashed it.
+        assert self.result.returncode in (0, 1), f"pamtester died: {self.result.returncode}\n{self.output}"
+        found = [name for name, text in OUTCOMES.items() if text in self.output]
+        assert len(found) == 1, f"cannot tell the outcome:\n{self.output}"
+        self.outcome = found[0]
+        assert (self.outcome == "success") == (self.result.returncode == 0), self.output
+
+    def __repr__(self):
+        return f"Run({self.outcome}, {self.elapsed:.2f}s, {self.output!r})"
+
+
+def wrong_code(secret):
+    """A six-digit code that is not valid anywhere near now."""
+    near = {totp(secret, at=time.time() + 30 * step) for step in range(-8, 9)}
+    for candidate in ("000000", "111111", "123456", "654321", "999999"):
+        if candidate not in near:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def enrolled(daemon, user):
+    """An enrolled throwaway user (helpers.Enrollment) on the `daemon` fixture."""
+    return daemon.enroll(user.name)
+
+
+@pytest.fixture
+def service_for(pam_service, daemon):
+    """service_for("require") -> an observing PAM service for the daemon's socket plus ARGS."""
+    def make(args=""):
+        return pam_service(observing_stack(f"socket={daemon.socket} {args}"))
+    return make
+
+
+# --- syslog -------------------------------------------------------------------------------------
+
+class SyslogCapture:
+    """Binds /dev/log (when the machine has no syslog daemon) and keeps what arrives."""
+
+    def __init__(self):
+        self.messages = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("/dev/log")
+        os.chmod("/dev/log", 0o666)
+        self.inode = os.stat("/dev/log").st_ino
+        self.sock.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self):
+        while self.running:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.messages.append(data.decode("utf-8", "replace"))
+
+    def text(self, settle=0.3):
+        time.sleep(settle)
+        return "\n".join(self.messages)
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+        try:
+            if os.stat("/dev/log").st_ino == self.inode:
+                os.unlink("/dev/log")
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture
+def syslog():
+    """A SyslogCapture, or None when /dev/log belongs to a real syslog daemon (then the syslog
+    part of a test is skipped, the rest still runs)."""
+    if os.path.exists("/dev/log"):
+        yield None
+        return
+    try:
+        capture = SyslogCapture()
+    except OSError:
+        yield None
+        return
+    try:
+        yield capture
+    finally:
+        capture.close()
+
+
+# --- peers that are not a working daemon --------------------------------------------------------
+
+class BrokenPeer:
+    """A Unix socket that accepts and then either never answers (reply=None) or writes `reply`
+    (bytes) and closes. Stands for a hung or broken daemon."""
+
+    def __init__(self, reply=None):
+        self.dir = tempfile.mkdtemp(prefix="tfpam-peer-", dir="/tmp")
+        self.path = os.path.join(self.dir, "peer.sock")
+        self.reply = reply
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(16)
+        self.held = []
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.listener.settimeout(0.2)
+        while self.running:
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if self.reply is None:
+                self.held.append(conn)  # never answered, closed at the end
+                continue
+            try:
+                conn.settimeout(2)
+                conn.recv(65536)
+                conn.sendall(self.reply)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def broken_peer():
+    made = []
+
+    def make(reply=None):
+        peer = BrokenPeer(reply)
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()
+
+
+@pytest.fixture
+def dead_socket_path():
+    """A socket path nobody listens on (the directory exists, the socket does not)."""
+    directory = tempfile.mkdtemp(prefix="tfpam-dead-", dir="/tmp")
+    yield os.path.join(directory, "twofactord.sock")
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- the module file ----------------------------------------------------------------------------
+
+def test_module_file_is_small_self_contained_and_exports_only_the_entry_points():
+    size = os.path.getsize(PAM_MODULE)
+    assert size < 256 * 1024, f"{PAM_MODULE} is {size} bytes"
+
+    dynamic = subprocess.run(["readelf", "-d", PAM_MODULE], check=True, capture_output=True, text=True).stdout
+    needed = sorted(re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic))
+    assert needed == ["libc.so.6", "libpam.so.0"], needed
+    flags = [line for line in dynamic.splitlines() if "FLAGS_1" in line]
+    assert flags and "NODELETE" in flags[0], dynamic
+
+    symbols = subprocess.run(["nm", "-D", "--defined-only", PAM_MODULE], check=True,
+                             capture_output=True, text=True).stdout
+    global_symbols = sorted(fields[2] for fields in (line.split() for line in symbols.splitlines())
+                            if len(fields) == 3 and fields[1].isupper())
+    assert global_symbols == ["pam_sm_authenticate", "pam_sm_setcred"], symbols
+
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", PAM_MODULE], check=True,
+                               capture_output=True, text=True).stdout
+    assert "swift_" not in undefined, "needs the Swift runtime:\n" + undefined
+
+
+# --- codes --------------------------------------------------------------------------------------
+
+def test_right_code_logs_in_and_the_same_code_again_fails(daemon, enrolled, service_for):
+    service = service_for()
+    code = enrolled.code(steps_ahead=1)
+    first = Run(service, enrolled.user, [code])
+    assert first.outcome == "success", first
+    assert DEFAULT_PROMPT in first.output
+    assert INCORRECT not in first.output
+
+    again = Run(service, enrolled.user, [code])
+    assert again.outcome == "auth_err", again
+    assert INCORRECT in again.output
+    assert "reason=code-reused" in daemon.log()
+
+
+def test_wrong_code_fails_with_the_message(daemon, enrolled, service_for):
+    service = service_for()
+    run = Run(service, enrolled.user, [wrong_code(enrolled.secret)])
+    assert run.outcome == "auth_err", run
+    assert INCORRECT in run.output
+    assert "clock" not in run.output  # no hint while the clock is not known to be wrong
+    # The module passed the service name through to the audit log.
+    assert f"verify account={enrolled.user} service={service} " in daemon.log(), daemon.log()
+    assert "reason=wrong-code" in daemon.log()
+
+
+def test_recovery_code_works_once_and_says_how_many_are_left(enrolled, service_for):
+    service = service_for()
+    codes = enrolled.recovery_codes
+    first = Run(service, enrolled.user, [codes[0]])
+    assert first.outcome == "success", first
+    assert "Recovery code accepted; 7 recovery codes left." in first.output
+    assert "twofactor recovery-codes" not in first.output
+
+    reused = Run(service, enrolled.user, [codes[0]])
+    assert reused.outcome == "auth_err", reused
+    assert INCORRECT in reused.output
+
+    # Lower-case and without dashes is the same code; down to 2 left the module warns.
+    for used, code in enumerate(codes[1:6], start=2):
+        run = Run(service, enrolled.user, [code.replace("-", "").lower() if used == 2 else code])
+        assert run.outcome == "success", run
+        left = 8 - used
+        assert f"{left} recovery codes left" in run.output, run
+        assert ("twofactor recovery-codes" in run.output) == (left <= 2), run
+    last_but_one = Run(service, enrolled.user, [codes[6]])
+    assert "1 recovery code left" in last_but_one.output and "twofactor recovery-codes" in last_but_one.output
+
+
+def test_prompt_option_with_brackets(enrolled, service_for):
+    run = Run(service_for("[prompt=Code from the app: ]"), enrolled.user, [enrolled.code(steps_ahead=1)])
+    assert run.outcome == "success", run
+    assert "Code from the app: " in run.output
+    assert DEFAULT_PROMPT not in run.output
+
+
+# --- accounts without 2FA ---------------------------------------------------------------------
+
+def test_not_enrolled_is_ignored_by_default(user, service_for, syslog):
+    run = Run(service_for("debug"), user.name, [])
+    assert run.outcome == "ignore", run
+    assert DEFAULT_PROMPT not in run.output  # never asked for a code
+
+
+def test_not_enrolled_with_require_fails_and_says_how_to_enroll(user, service_for):
+    run = Run(service_for("require"), user.name, [])
+    assert run.outcome == "auth_err", run
+    assert "Two-factor authentication is required" in run.output
+    assert "twofactor enable" in run.output
+    assert DEFAULT_PROMPT not in run.output
+
+
+def test_not_enrolled_in_a_plain_required_stack_passes(pam_service, daemon, user):
+    service = pam_service([f"auth required {PAM_MODULE} socket={daemon.socket}",
+                           "auth required pam_permit.so"])
+    run = Run(service, user.name, [])
+    assert run.outcome == "success", run
+
+
+# --- daemon unavailable ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("failmode, expected", [("", "authinfo_unavail"), ("failmode=secure", "authinfo_unavail"),
+                                                ("failmode=open", "ignore")])
+def test_daemon_down(pam_service, user, dead_socket_path, syslog, failmode, expected):
+    service = pam_service(observing_stack(f"socket={dead_socket_path} {failmode}"))
+    run = Run(service, user.name, [])
+    assert run.outcome == expected, run
+    if syslog is not None:
+        logged = syslog.text()
+        assert dead_socket_path in logged and "No such file or directory" in logged, logged
+        if expected == "ignore":
+            assert "failmode=open" in logged and "WARNING" in logged, logged
+        else:
+            assert "refusing" in logged, logged
+
+
+def test_stale_socket_file_counts_as_down(pam_service, user, dead_socket_path):
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(dead_socket_path)  # bound but never listening: connection refused
+    try:
+        run = Run(pam_service(observing_stack(f"socket={dead_socket_path}")), user.name, [])
+        assert run.outcome == "authinfo_unavail", run
+    finally:
+        stale.close()
+
+
+def test_daemon_that_never_answers_costs_the_timeout_not_a_hang(pam_service, user, broken_peer):
+    peer = broken_peer(reply=None)
+    run = Run(pam_service(observing_stack(f"socket={peer.path} timeout=1")), user.name, [], timeout=30)
+    assert run.outcome == "authinfo_unavail", run
+    assert 0.9 <= run.elapsed < 2.5, run
+
+    run = Run(pam_service(observing_stack(f"socket={peer.path} timeout=1 failmode=open")), user.name, [])
+    assert run.outcome == "ignore", run
+    assert 0.9 <= run.elapsed < 2.5, run
+
+
+def test_default_timeout_is_three_seconds(pam_service, user, broken_peer):
+    peer = broken_peer(reply=None)
+    run = Run(pam_service(observing_stack(f"socket={peer.path}")), user.name, [], timeout=30)
+    assert run.outcome == "authinfo_unavail", run
+    assert 2.9 <= run.elapsed < 5, run
+
+
+def frame(code, fields=(), version=wire.VERSION):
+    return wire.encode_frame(code, fields, version=version)
+
+
+UNEXPECTED_ANSWERS = {
+    "internal-error": frame(0x24),
+    "bad-request": frame(0x21, {"message": "no"}),
+    "busy": frame(0x25),
+    "permission-denied": frame(0x20),
+    "unknown-status": frame(0x7f),
+    "other-version": frame(0x02, version=2),
+    "garbage": b"HTTP/1.1 400 Bad Request\r\n\r\n",
+    "huge-length": struct.pack(">I", 0x7fffffff) + b"\x01\x02",
+    "short-length": struct.pack(">I", 1) + b"\x01",
+    "field-past-end": struct.pack(">I", 6) + bytes([1, 2, 0x13, 0xff, 0xff, 0x41]),
+    "truncated-payload": struct.pack(">I", 50) + b"\x01\x02",
+    "closed-without-answer": b"",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNEXPECTED_ANSWERS))
+def test_unexpected_answers_count_as_unavailable(pam_service, user, broken_peer, name):
+    peer = broken_peer(reply=UNEXPECTED_ANSWERS[name])
+    secure = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2")), user.name, [])
+    assert secure.outcome == "authinfo_unavail", secure
+    opened = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2 failmode=open")), user.name, [])
+    assert opened.outcome == "ignore", opened
+
+
+# --- what people type ---------------------------------------------------------------------------
+
+BAD_ANSWERS = {
+    "empty": "",
+    "letters": "abcdef",
+    "long": "7" * 1000,
+    "control": "12\x0134\x1b56",
+    "tab": "123\t456",
+    "non-utf8": b"\xff\xfe\xc0\x80123".decode("latin-1"),
+    "too-few-digits": "12345",
+    "spaces-only": "      ",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ANSWERS))
+def test_bad_answers_fail_cleanly(enrolled, service_for, name):
+    answer = BAD_ANSWERS[name]
+    service = service_for()
+    env = dict(os.environ, PYTHONIOENCODING="latin-1")
+    text = (answer + "\n").encode("latin-1")
+    start = time.monotonic()
+    result = subprocess.run(["pamtester", "-v", service, enrolled.user, "authenticate"], input=text,
+                            capture_output=True, timeout=30, env=env)
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert result.returncode == 1, output  # a failure, not a crash (a signal gives a negative code)
+    assert OUTCOMES["auth_err"] in output, output
+    assert INCORRECT in output, output
+    assert time.monotonic() - start < 10
+    # The module still works for the same account afterwards.
+    run = Run(service, enrolled.user, [enrolled.code(steps_ahead=1)])
+    assert run.outcome == "success", run
+
+
+def test_lockout_after_five_wrong_codes_says_how_long(daemon, enrolled, service_for):
+    service = service_for()
+    bad = wrong_code(enrolled.secret)
+    for attempt in range(5):
+        run = Run(service, enrolled.user, [bad])
+        assert run.outcome == "auth_err", run
+    locked = Run(service, enrolled.user, [enrolled.code(steps_ahead=1)])  # even the right code, while locked
+    assert locked.outcome == "auth_err", locked
+    match = re.search(r"Too many incorrect codes; try again in (\d+) minutes?", locked.output)
+    assert match, locked
+    assert int(match.group(1)) == 5  # lockout_seconds = 300 by default
+
+
+# --- one prompt for password and code (forward_pass) --------------------------------------------
+
+@pytest.fixture
+def password_service(pam_service, daemon):
+    def make(module_args, unix_args="use_first_pass", before=()):
+        return pam_service([*before,
+                            f"auth requisite {PAM_MODULE} socket={daemon.socket} {module_args}",
+                            f"auth required pam_unix.so {unix_args} nodelay",
+                            "account required pam_permit.so"])
+    return make
+
+
+def test_forward_pass(daemon, user, password_service):
+    enrollment = daemon.enroll(user.name)
+    service = password_service("forward_pass")
+
+    ok = Run(service, user.name, [user.password + enrollment.code(steps_ahead=1)])
+    assert ok.outcome == "success", ok
+    assert "Password and two-factor code: " in ok.output
+
+    # Right (recovery) code, wrong password: the module accepts the code, pam_unix refuses.
+    wrong_password = Run(service, user.name, ["x" + user.password + enrollment.recovery_codes[0]])
+    assert wrong_password.outcome == "auth_err", wrong_password
+    assert INCORRECT not in wrong_password.output
+    assert "7 recovery codes left" in wrong_password.output
+
+    # Right password, wrong code.
+    wrong = Run(service, user.name, [user.password + wrong_code(enrollment.secret)])
+    assert wrong.outcome == "auth_err", wrong
+    assert INCORRECT in wrong.output
+
+    # Password and a recovery code in its printed form.
+    recovery = Run(service, user.name, [user.password + enrollment.recovery_codes[1]])
+    assert recovery.outcome == "success", recovery
+    assert "6 recovery codes left" in recovery.output
+
+    # Nothing that looks like a code at the end.
+    nothing = Run(service, user.name, [user.password])
+    assert nothing.outcome == "auth_err", nothing
+
+
+def test_forward_pass_user_without_2fa_gets_the_password_prompt(user, password_service):
+    service = password_service("forward_pass", unix_args="try_first_pass")
+    run = Run(service, user.name, [user.password])
+    assert run.outcome == "success", run
+    assert "Password: " in run.output
+    assert "Password and two-factor code" not in run.output
+
+    wrong = Run(service, user.name, ["not-" + user.password])
+    assert wrong.outcome == "auth_err", wrong
+
+
+def test_use_first_pass_takes_password_and_code_from_an_earlier_module(daemon, user, password_service):
+    enrollment = daemon.enroll(user.name)
+    # pam_exec with expose_authtok asks "Password: " and stores the answer as PAM_AUTHTOK.
+    service = password_service("use_first_pass forward_pass",
+                               before=["auth optional pam_exec.so expose_authtok /bin/true"])
+    ok = Run(service, user.name, [user.password + enrollment.code(steps_ahead=1)])
+    assert ok.outcome == "success", ok
+    assert "two-factor" not in ok.output.lower()  # no second prompt
+
+    wrong = Run(service, user.name, [user.password + wrong_code(enrollment.secret)])
+    assert wrong.outcome == "auth_err", wrong
+    assert INCORRECT in wrong.output
+
+
+def test_use_first_pass_without_a_password_fails(daemon, user, service_for):
+    daemon.enroll(user.name)
+    run = Run(service_for("use_first_pass"), user.name, [])
+    assert run.outcome == "auth_err", run
+
+
+def test_try_first_pass_prompts_when_the_first_password_is_not_a_code(daemon, user, password_service):
+    enrollment = daemon.enroll(user.name)
+    service = password_service("try_first_pass", before=["auth optional pam_exec.so expose_authtok /bin/true"])
+    # The earlier module's answer is a plain password: not shaped like a code, so the module asks.
+    run = Run(service, user.name, [user.password, enrollment.code(steps_ahead=1)])
+    assert run.outcome == "success", run
+    assert DEFAULT_PROMPT in run.output
+
+
+# --- options ------------------------------------------------------------------------------------
+
+NONSENSE_OPTIONS = [
+    "bogus", "=", "==", "failmode", "timeout", "socket=", "prompt=", "digits=", "digits=5",
+    "digits=99999999999999999999", "timeout=0", "timeout=-1", "timeout=abc", "timeout=3s",
+    "timeout=99999999999999999999999999", "failmode=maybe", "failmode=", "socket=relative/path",
+    "socket=/" + "a" * 200, "prompt=" + "p" * 300, "[prompt=]", "%s%s%n%n",
+]
+# Longer than libpam lets a configuration line carry: handed to pam_sm_authenticate directly.
+HUGE_OPTIONS = ["prompt=" + "p" * 10000, "x" * 10000, "timeout=" + "9" * 10000, "socket=/" + "s" * 10000,
+                "failmode=" + "o" * 10000, "digits=" + "7" * 10000, "\x01\x02\x7f\xff", "=" * 10000]
+
+
+def test_nonsense_options_do_not_crash_and_fall_back(enrolled, pam_service, daemon, syslog):
+    # The real socket comes last, so the module can still do its job with the defaults.
+    args = " ".join(NONSENSE_OPTIONS) + f" socket={daemon.socket}"
+    service = pam_service(observing_stack(args))
+    run = Run(service, enrolled.user, [enrolled.code(steps_ahead=1)])
+    assert run.outcome == "success", run
+    assert DEFAULT_PROMPT in run.output  # the 10 KB prompt was refused
+    if syslog is not None:
+        logged = syslog.text()
+        for text in ('option "bogus" is not a known option', 'option "timeout=0" must be whole seconds',
+                     'option "failmode=maybe" must be secure or open; using secure',
+                     'option "prompt=ppp', 'using the default prompt', 'using the default socket'):
+            assert text in logged, logged
+        assert 'option "%s%s%n%n" is not a known option' in logged, logged
+
+
+def test_huge_options_do_not_crash_and_fall_back(enrolled, pam_service, daemon, pam_driver, syslog):
+    service = pam_service([f"auth required {PAM_MODULE}"])  # the handle's service; argv is ours
+    result = subprocess.run([pam_driver, "--direct", PAM_MODULE, service, enrolled.user,
+                             enrolled.code(steps_ahead=1), *HUGE_OPTIONS, f"socket={daemon.socket}"],
+                            capture_output=True, timeout=60)
+    output = result.stdout.decode("utf-8", "replace")
+    assert result.returncode == 0, (result, output)
+    assert f"message {1}: {DEFAULT_PROMPT}" in output, output  # PAM_PROMPT_ECHO_OFF, default text
+    assert "status=0" in output, output
+    if syslog is not None:
+        logged = syslog.text()
+        assert logged.count("is not a known option") >= 3, logged
+        assert max(len(line) for line in logged.splitlines()) < 1000, "10 KB values must be cut"
+
+    # The same with the daemon away: the huge failmode= must not have turned into "open".
+    result = subprocess.run([pam_driver, "--direct", PAM_MODULE, service, enrolled.user, "x",
+                             "failmode=open" + "n" * 10000, "socket=/nonexistent/twofactord.sock", *HUGE_OPTIONS[:3]],
+                            capture_output=True, timeout=60)
+    assert "status=9" in result.stdout.decode(), result  # PAM_AUTHINFO_UNAVAIL
+
+
+@pytest.mark.parametrize("failmode", ["failmode=maybe", "failmode=", "failmode=OPEN", "failmode=open,"])
+def test_bad_failmode_falls_back_to_secure(pam_service, user, dead_socket_path, failmode):
+    run = Run(pam_service(observing_stack(f"socket={dead_socket_path} {failmode}")), user.name, [])
+    assert run.outcome == "authinfo_unavail", run
+
+
+@pytest.mark.parametrize("timeout", ["timeout=0", "timeout=99999999999999999999", "timeout=abc"])
+def test_bad_timeout_falls_back_to_the_default(pam_service, user, broken_peer, timeout):
+    peer = broken_peer(reply=None)
+    run = Run(pam_service(observing_stack(f"socket={peer.path} {timeout}")), user.name, [], timeout=30)
+    assert run.outcome == "authinfo_unavail", run
+    assert 2.9 <= run.elapsed < 5, run
+
+
+def test_setcred_succeeds(pam_service, user):
+    service = pam_service([f"auth required {PAM_MODULE}", "account required pam_permit.so"])
+    result = subprocess.run(["pamtester", "-v", service, user.name, "setcred"], capture_output=True,
+                            timeout=30)
+    assert result.returncode == 0, result
+
+
+# --- endurance, leaks, threads ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pam_driver(tmp_path_factory):
+    binary = str(tmp_path_factory.mktemp("driver") / "pam_driver")
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", binary, os.path.join(HERE, "pam_driver.c"),
+                    "-lpam", "-lpthread"], check=True)
+    return binary
+
+
+PAM_SUCCESS, PAM_AUTH_ERR = 0, 7
+
+
+@pytest.fixture
+def driver_setup(daemon_factory, make_user, pam_service):
+    """A daemon, a plain stack (module then pam_permit: not enrolled -> success), a user without
+    2FA, an enrolled user for wrong codes, and enrolled users with one valid code each."""
+    daemon = daemon_factory(max_failures=1000)
+
+    def make(valid_users=1):
+        service = pam_service([f"auth required {PAM_MODULE} socket={daemon.socket}",
+                               "auth required pam_permit.so"])
+        plain = make_user()
+        bulk = daemon.enroll(make_user().name)
+        valid = [daemon.enroll(make_user().name) for _ in range(valid_users)]
+        specs = [f"{plain.name}:x:{PAM_SUCCESS}", f"{bulk.user}:{wrong_code(bulk.secret)}:{PAM_AUTH_ERR}"]
+        specs += [f"!{index}:{e.user}:{e.code(steps_ahead=1)}:{PAM_SUCCESS}" for index, e in enumerate(valid)]
+        return service, specs
+    return make
+
+
+def parse_driver(output):
+    match = re.search(r"cycles=(\d+) mismatches=(\d+) rss_warm_kb=(-?\d+) rss_end_kb=(-?\d+)", output)
+    assert match, output
+    return [int(g) for g in match.groups()]
+
+
+def test_endurance_2000_cycles_without_growth(pam_driver, driver_setup):
+    service, specs = driver_setup()
+    cycles, warmup = 2400, 400
+    result = subprocess.run([pam_driver, service, str(cycles), "1", str(warmup), *specs],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    done, mismatches, warm, end = parse_driver(result.stdout)
+    assert done == cycles + 1 and mismatches == 0
+    growth_per_cycle = (end - warm) * 1024 / (cycles - warmup)
+    print(f"RSS {warm} kB after warm-up, {end} kB at the end: {growth_per_cycle:.1f} bytes per cycle")
+    assert growth_per_cycle < 1024, result.stdout
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_no_leaks_under_valgrind(pam_driver, driver_setup):
+    service, specs = driver_setup()
+    result = subprocess.run(["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                             "--error-exitcode=99", pam_driver, service, "100", "1", "10", *specs],
+                            capture_output=True, text=True, timeout=900)
+    summary = result.stderr
+    assert result.returncode == 0, summary[-4000:]
+    assert re.search(r"definitely lost: 0 bytes in 0 blocks", summary) or "All heap blocks were freed" in summary, summary[-4000:]
+    assert "ERROR SUMMARY: 0 errors" in summary, summary[-4000:]
+    print(re.findall(r"==\d+== +(definitely lost: .*|total heap usage: .*)", summary))
+
+
+def test_eight_threads_authenticate_at_once(pam_driver, driver_setup):
+    service, specs = driver_setup(valid_users=8)
+    result = subprocess.run([pam_driver, service, "250", "8", "10", *specs],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    done, mismatches, _, _ = parse_driver(result.stdout)
+    assert done == 8 * 250 + 8 and mismatches == 0, result.stdout
+
+
+# --- the shipped example stacks -----------------------------------------------------------------
+
+def example_stack(name, daemon):
+    """pam.d/NAME with the module's absolute path and the test daemon's socket."""
+    with open(os.path.join(HERE, "..", "..", "pam.d", name)) as f:
+        text = f.read()
+    assert re.search(r"^auth\s+required\s+pam_twofactor\.so\s*$", text, re.M), text
+    return [re.sub(r"\bpam_twofactor\.so\b", f"{PAM_MODULE} socket={daemon.socket}", line)
+            for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("example", ["sshd-twofactor.example", "sudo-twofactor.example"])
+def test_example_stacks_ask_password_then_code(daemon, user, pam_service, example):
+    service = pam_service(example_stack(example, daemon))
+    enrollment = daemon.enroll(user.name)
+    ok = Run(service, user.name, [user.password, enrollment.code(steps_ahead=1)])
+    assert ok.outcome == "success", ok
+    assert "Password: " in ok.output and DEFAULT_PROMPT in ok.output
+
+    wrong = Run(service, user.name, [user.password, wrong_code(enrollment.secret)])
+    assert wrong.outcome == "auth_err", wrong
+    assert INCORRECT in wrong.output
+
+
+# --- the clock hint -----------------------------------------------------------------------------
+
+class SNTPServer:
+    """An SNTP server on 127.0.0.1 whose time is this machine's minus `behind` seconds, so the
+    daemon's clock check finds the local clock `behind` seconds fast. (Tests never query a real
+    time server; this one stands for "true time" disagreeing with the local clock.)"""
+
+    NTP_EPOCH = 2208988800
+
+    def __init__(self, behind):
+        self.behind = behind
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _timestamp(self):
+        t = time.time() - self.behind + self.NTP_EPOCH
+        return struct.pack(">II", int(t), int((t % 1) * 2**32))
+
+    def _serve(self):
+        while self.running:
+            try:
+                request, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(request) < 48:
+                continue
+            now = self._timestamp()
+            # LI 0, version 4, mode 4 (server); stratum 2; origin = the client's transmit time.
+            reply = bytes([0x24, 2, 4, 0xEC]) + b"\0" * 8 + b"LOCL" + now + request[40:48] + now + now
+            self.sock.sendto(reply, peer)
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+def test_wrong_code_with_a_bad_server_clock_hints_at_the_clock(daemon_factory, user, pam_service):
+    ntp = SNTPServer(behind=120)
+    try:
+        daemon = daemon_factory(ntp_servers=f"127.0.0.1:{ntp.port}", ntp_samples=1, ntp_interval=1,
+                                clock_warn_threshold=10)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            status = daemon.request("clockStatus")
+            if status.get("clockOffsetMicros") is not None and status.get("clockState") == "bad":
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the daemon never measured the clock: {status}\n{daemon.log()}")
+        begun = daemon.request("enrollBegin", {"user": user.name})
+        secret = begun["secret"]
+        # With clock compensation the daemon judges codes by the NTP time; without, by its own.
+        confirmed = daemon.request("enrollConfirm", {"user": user.name, "code": totp(secret, at=time.time() - 120)})
+        if confirmed.status != "ok":
+            confirmed = daemon.request("enrollConfirm", {"user": user.name, "code": totp(secret)})
+        assert confirmed.status == "ok", confirmed
+        service = pam_service(observing_stack(f"socket={daemon.socket}"))
+        run = Run(service, user.name, [wrong_code(secret)])
+        assert run.outcome == "auth_err", run
+        assert INCORRECT in run.output
+        match = re.search(r"server's clock may be wrong \(off by about (\d+) seconds\)", run.output)
+        assert match, run
+        assert 110 <= int(match.group(1)) <= 130, run
+    finally:
+        ntp.close()
