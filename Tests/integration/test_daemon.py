@@ -1,0 +1,158 @@
+"""Peer credentials decide who may do what (twofactord, docs/PROTOCOL.md "Who may ask").
+
+Requests are made from forked children that dropped to a throwaway user's uid, so the daemon's
+SO_PEERCRED sees a real non-root identity. Run as root:
+    TWOFACTORD=.build/debug/twofactord /usr/bin/python3 -m pytest Tests/integration/test_daemon.py
+"""
+import subprocess
+import time
+
+import pytest
+
+from helpers import ThrowawayGroup, totp
+
+
+@pytest.fixture
+def admin_group():
+    group = ThrowawayGroup()
+    try:
+        yield group
+    finally:
+        group.remove()
+
+
+def as_user(daemon, u, op, fields=(), groups=()):
+    return daemon.request(op, fields, as_uid=u.uid, as_gid=u.gid, groups=groups)
+
+
+def audit_lines(daemon, prefix):
+    return [line for line in daemon.log().splitlines() if line.startswith(prefix)]
+
+
+def test_ordinary_user_verifies_and_checks_only_its_own_account(daemon, make_user):
+    alice, bob = make_user(), make_user()
+    a = daemon.enroll(alice.name)
+    daemon.enroll(bob.name)
+
+    assert as_user(daemon, alice, "check", {"user": alice.name}).status == "enrolled"
+    accepted = as_user(daemon, alice, "verify", {"user": alice.name, "code": a.code(1)})
+    assert accepted.status == "accepted", accepted
+
+    # Someone else's account: refused, whatever the code, and nothing is counted against bob.
+    assert as_user(daemon, alice, "check", {"user": bob.name}).status == "permissionDenied"
+    for _ in range(6):
+        denied = as_user(daemon, alice, "verify", {"user": bob.name, "code": "000000"})
+        assert denied.status == "permissionDenied", denied
+    assert daemon.request("status", {"user": bob.name})["failures"] == 0
+    assert f"verify account={bob.name} service=- rhost=- tty=- method=- result=rejected reason=permission-denied" \
+        in daemon.log()
+
+
+def test_ordinary_user_manages_only_itself_and_no_admin_operations(daemon, make_user):
+    alice, bob = make_user(), make_user()
+    daemon.enroll(bob.name)
+
+    for op, fields in [
+        ("enrollBegin", {"user": bob.name}),
+        ("enrollConfirm", {"user": bob.name, "code": "123456"}),
+        ("enrollCancel", {"user": bob.name}),
+        ("disable", {"user": bob.name, "code": "123456"}),
+        ("regenerateRecoveryCodes", {"user": bob.name, "code": "123456"}),
+        ("status", {"user": bob.name}),
+        ("listAccounts", {}),
+        ("resetAccount", {"user": bob.name}),
+        ("unlockAccount", {"user": bob.name}),
+        ("resetAccount", {"user": alice.name}),   # admin operations even on oneself
+        ("unlockAccount", {"user": alice.name}),
+        ("clockStatus", {}),
+    ]:
+        answer = as_user(daemon, alice, op, fields)
+        assert answer.status == "permissionDenied", (op, answer)
+    assert daemon.request("check", {"user": bob.name}).status == "enrolled"
+    denied = audit_lines(daemon, "list ")
+    assert denied == [f"list account=- by={alice.name}(uid={alice.uid}) result=denied reason=permission-denied"]
+
+
+def test_ordinary_user_enrolls_itself_and_proves_possession_for_changes(daemon, make_user):
+    alice = make_user()
+    begun = as_user(daemon, alice, "enrollBegin", {"user": alice.name})
+    assert begun.status == "ok", begun
+    secret = begun["secret"]
+    confirmed = as_user(daemon, alice, "enrollConfirm", {"user": alice.name, "code": totp(secret)})
+    assert confirmed.status == "ok" and len(confirmed["recoveryCode"]) == 8, confirmed
+    assert f"enroll-confirm account={alice.name} by={alice.name}(uid={alice.uid}) result=ok reason=ok" in daemon.log()
+
+    status = as_user(daemon, alice, "status", {"user": alice.name})
+    assert status.status == "ok" and status["isEnrolled"] is True
+
+    # Changes need a current code from an ordinary user.
+    assert as_user(daemon, alice, "regenerateRecoveryCodes", {"user": alice.name}).status == "codeRequired"
+    assert as_user(daemon, alice, "disable", {"user": alice.name}).status == "codeRequired"
+    assert as_user(daemon, alice, "disable", {"user": alice.name, "code": "000000"}).status == "wrongCode"
+    regenerated = as_user(daemon, alice, "regenerateRecoveryCodes",
+                          {"user": alice.name, "code": confirmed["recoveryCode"][0]})
+    assert regenerated.status == "ok" and len(regenerated["recoveryCode"]) == 8, regenerated
+    # The wrong code above counted toward the lockout; the success reset it.
+    assert as_user(daemon, alice, "status", {"user": alice.name})["failures"] == 0
+    later = totp(secret, at=time.time() + 30)
+    assert as_user(daemon, alice, "disable", {"user": alice.name, "code": later}).status == "ok"
+    assert daemon.request("check", {"user": alice.name}).status == "notEnrolled"
+
+
+def test_admin_group_member_manages_anyone_but_verifies_only_itself(daemon_factory, make_user, admin_group):
+    daemon = daemon_factory(admin_group=admin_group.name)
+    admin = make_user(groups=[admin_group.name])
+    bob = make_user()
+    b = daemon.enroll(bob.name)
+
+    listed = as_user(daemon, admin, "listAccounts")
+    assert listed.status == "ok" and [acc["user"] for acc in listed["account"]] == [bob.name], listed
+    assert as_user(daemon, admin, "status", {"user": bob.name}).status == "ok"
+    assert as_user(daemon, admin, "clockStatus").status == "ok"
+    assert as_user(daemon, admin, "unlockAccount", {"user": bob.name}).status == "ok"
+    # Admins need no code for someone else's changes.
+    assert as_user(daemon, admin, "regenerateRecoveryCodes", {"user": bob.name}).status == "ok"
+    # But only root verifies codes for another account.
+    assert as_user(daemon, admin, "verify", {"user": bob.name, "code": b.code(1)}).status == "permissionDenied"
+    assert as_user(daemon, admin, "resetAccount", {"user": bob.name}).status == "ok"
+    assert daemon.request("check", {"user": bob.name}).status == "notEnrolled"
+    begun = as_user(daemon, admin, "enrollBegin", {"user": bob.name})
+    assert begun.status == "ok"
+    assert as_user(daemon, admin, "enrollCancel", {"user": bob.name}).status == "ok"
+    assert f"reset account={bob.name} by={admin.name}(uid={admin.uid}) result=ok reason=ok" in daemon.log()
+
+
+def test_primary_group_counts_as_admin_membership(daemon_factory, make_user, admin_group):
+    daemon = daemon_factory(admin_group=admin_group.name)
+    admin = make_user()
+    subprocess.run(["usermod", "-g", admin_group.name, admin.name], check=True, capture_output=True)
+    answer = daemon.request("listAccounts", as_uid=admin.uid, as_gid=admin_group.gid)
+    assert answer.status == "ok", answer
+
+
+def test_missing_admin_group_means_root_only(daemon_factory, make_user):
+    daemon = daemon_factory(admin_group="no-such-group-twofactor")
+    alice = make_user()
+    assert as_user(daemon, alice, "listAccounts").status == "permissionDenied"
+    assert daemon.request("listAccounts").status == "ok"
+
+
+def test_root_may_do_everything(daemon, make_user):
+    bob = make_user()
+    b = daemon.enroll(bob.name)
+    assert daemon.request("verify", {"user": bob.name, "code": b.code(1)}).status == "accepted"
+    assert daemon.request("status", {"user": bob.name}).status == "ok"
+    assert daemon.request("listAccounts").status == "ok"
+    assert daemon.request("unlockAccount", {"user": bob.name}).status == "ok"
+    assert daemon.request("disable", {"user": bob.name}).status == "ok"
+    assert daemon.request("clockStatus").status == "ok"
+
+
+def test_uid_without_passwd_entry_owns_nothing(daemon):
+    daemon.enroll("root")
+    ghost = 54321
+    answer = daemon.request("check", {"user": "root"}, as_uid=ghost, as_gid=ghost)
+    assert answer.status == "permissionDenied"
+    assert daemon.request("verify", {"user": "54321", "code": "123456"}, as_uid=ghost, as_gid=ghost).status \
+        == "permissionDenied"
+    assert f"by=?(uid={ghost}) result=denied" in daemon.log()
