@@ -24,7 +24,8 @@ struct Enable: ParsableCommand {
             The QR code is drawn with Unicode half blocks when the locale uses UTF-8, else with \
             ASCII; --qr forces one or turns it off. --qr-image FILE also writes it as a PNG (or \
             SVG, by the .svg extension or --qr-format) readable only by you; delete the file \
-            once scanned, since it contains your secret key.
+            once scanned, since it contains your secret key. If the enrollment is cancelled or \
+            fails, the file is removed.
 
             With --json, the result is printed as {"user", "secret", "uri", "issuer", \
             "algorithm", "digits", "period", "recovery_codes"} on standard output after the \

@@ -147,7 +147,6 @@ enum SVG {
 final class SecretFile {
     let path: String
     private var fd: Int32
-    private var completed = false
 
     /// Creates the file exclusively. An existing file is an error unless `force`, which replaces
     /// it (unlink and create, so the new file never inherits the old one's owner or mode).
@@ -187,13 +186,13 @@ final class SecretFile {
         if result != 0 {
             throw CLIError(.failure, "cannot write \(path): \(String(cString: strerror(errno)))")
         }
-        completed = true
     }
 
-    /// Removes a file that never received its image (the enrollment did not start).
+    /// Removes the file when the enrollment did not start or was cancelled: its key is useless,
+    /// and scanning it would only add a dead entry to the app.
     func discard() {
         if fd >= 0 { close(fd); fd = -1 }
-        if !completed { unlink(path) }
+        unlink(path)
     }
 
     deinit { if fd >= 0 { close(fd) } }

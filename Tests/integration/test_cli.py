@@ -313,11 +313,14 @@ def test_enable_shows_non_default_parameters(daemon_factory, user):
 
 
 def test_enable_wrong_code_on_stdin_exits_7(daemon, user):
-    result = cli(user, "enable", "--qr=none", "--code-stdin", daemon=daemon, input="000000\n")
+    image = os.path.join(user.home, "cancelled.png")
+    result = cli(user, "enable", "--qr=none", "--code-stdin", "--qr-image", image, daemon=daemon,
+                 input="000000\n")
     # 000000 could be the real code once in a million; the pending secret is fresh each time.
     assert result.returncode == 7, result
     assert INCORRECT in result.stderr
     assert status_of(daemon, user.name)["pending"] is False
+    assert not os.path.exists(image), "the image of a cancelled enrollment is removed"
 
 
 # --- QR images ---------------------------------------------------------------------------------------
