@@ -427,6 +427,10 @@ def test_recovery_codes_regenerate_in_a_terminal(daemon, user, pam_service):
     old = enrollment.recovery_codes
     child = spawn(user, "recovery-codes", daemon=daemon)
     child.expect_exact(CODE_PROMPT)
+    child.sendline(wrong_code(enrollment.secret))
+    child.expect_exact(INCORRECT)
+    child.expect_exact("Try again")
+    child.expect_exact(CODE_PROMPT)
     child.sendline(old[0])
     child.expect_exact("will not be shown again")
     output = ANSI.sub("", child.before)
@@ -581,8 +585,9 @@ def test_admin_as_root(daemon, make_user, pam_service):
     service = login_service(pam_service, daemon)
     assert not logs_in(service, alice, [a.recovery_codes[0]])
 
-    unlocked = cli(None, "admin", "unlock", alice.name, daemon=daemon)
-    assert unlocked.returncode == 0 and "unlocked" in unlocked.stdout, unlocked
+    unlocked = cli(None, "admin", "unlock", alice.name, "--json", daemon=daemon)
+    assert unlocked.returncode == 0, unlocked
+    assert json.loads(unlocked.stdout) == {"user": alice.name, "unlocked": True}
     st = json.loads(cli(None, "admin", "status", alice.name, "--json", daemon=daemon).stdout)
     assert st["locked"] is False and st["failures"] == 0
     assert logs_in(service, alice, [a.recovery_codes[0]])
