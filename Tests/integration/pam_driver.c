@@ -14,7 +14,37 @@
  * usage: pam_driver --direct MODULE SERVICE USER ANSWER [ARG...]
  *   Calls MODULE's pam_sm_authenticate itself, on a real handle from pam_start(SERVICE), with
  *   ARGs as its argv: arguments a PAM configuration file cannot carry (libpam cuts lines at about
- *   1 KB). Prints each conversation message as "message STYLE: TEXT" and then "status=N". */
+ *   1 KB). Prints each conversation message as "message STYLE: TEXT" and then "status=N".
+ *
+ * Built with -DFREE_CHECK -shared -fPIC instead, this file is an LD_PRELOAD library whose free()
+ * reports on stderr ("FREE_CHECK: ...") any freed heap block that still holds the bytes of
+ * $FREE_CHECK_MARKER (a code or password that should have been zeroed first). */
+#ifdef FREE_CHECK
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern void __libc_free(void *);
+
+void free(void *block) {
+    static const char *marker;
+    static size_t marker_length;
+    if (block != NULL) {
+        if (marker == NULL) {
+            marker = getenv("FREE_CHECK_MARKER");
+            marker_length = marker ? strlen(marker) : 0;
+        }
+        if (marker_length > 0 && memmem(block, malloc_usable_size(block), marker, marker_length) != NULL) {
+            static const char warning[] = "FREE_CHECK: a freed block still holds the marker\n";
+            write(2, warning, sizeof warning - 1);
+        }
+    }
+    __libc_free(block);
+}
+#else
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <security/pam_appl.h>
@@ -208,3 +238,4 @@ int main(int argc, char **argv) {
     free(once_specs);
     return total_mismatches == 0 ? 0 : 1;
 }
+#endif

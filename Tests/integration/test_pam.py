@@ -72,9 +72,10 @@ class Run:
 
 
 def wrong_code(secret):
-    """A six-digit code that is not valid anywhere near now."""
+    """A six-digit code that is not valid anywhere near now, and unlike anything else in memory
+    (the memory hygiene test looks for it in freed blocks)."""
     near = {totp(secret, at=time.time() + 30 * step) for step in range(-8, 9)}
-    for candidate in ("000000", "111111", "123456", "654321", "999999"):
+    for candidate in ("918273", "582914", "736405", "264819", "493726"):
         if candidate not in near:
             return candidate
     raise AssertionError("unreachable")
@@ -625,7 +626,7 @@ def driver_setup(daemon_factory, make_user, pam_service):
         valid = [daemon.enroll(make_user().name) for _ in range(valid_users)]
         specs = [f"{plain.name}:x:{PAM_SUCCESS}", f"{bulk.user}:{wrong_code(bulk.secret)}:{PAM_AUTH_ERR}"]
         specs += [f"!{index}:{e.user}:{e.code(steps_ahead=1)}:{PAM_SUCCESS}" for index, e in enumerate(valid)]
-        return service, specs
+        return service, specs, daemon
     return make
 
 
@@ -636,7 +637,7 @@ def parse_driver(output):
 
 
 def test_endurance_2000_cycles_without_growth(pam_driver, driver_setup):
-    service, specs = driver_setup()
+    service, specs, daemon = driver_setup()
     cycles, warmup = 2400, 400
     result = subprocess.run([pam_driver, service, str(cycles), "1", str(warmup), *specs],
                             capture_output=True, text=True, timeout=600)
@@ -646,11 +647,14 @@ def test_endurance_2000_cycles_without_growth(pam_driver, driver_setup):
     growth_per_cycle = (end - warm) * 1024 / (cycles - warmup)
     print(f"RSS {warm} kB after warm-up, {end} kB at the end: {growth_per_cycle:.1f} bytes per cycle")
     assert growth_per_cycle < 1024, result.stdout
+    # The driver sets PAM_RHOST and PAM_TTY; the module passes them on to the audit log.
+    assert re.search(r"verify account=\S+ service=\S+ rhost=127\.0\.0\.1 tty=pam_driver method=totp result=accepted",
+                     daemon.log()), daemon.log()[-2000:]
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_no_leaks_under_valgrind(pam_driver, driver_setup):
-    service, specs = driver_setup()
+    service, specs, _ = driver_setup()
     result = subprocess.run(["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
                              "--error-exitcode=99", pam_driver, service, "100", "1", "10", *specs],
                             capture_output=True, text=True, timeout=900)
@@ -662,12 +666,56 @@ def test_no_leaks_under_valgrind(pam_driver, driver_setup):
 
 
 def test_eight_threads_authenticate_at_once(pam_driver, driver_setup):
-    service, specs = driver_setup(valid_users=8)
+    service, specs, _ = driver_setup(valid_users=8)
     result = subprocess.run([pam_driver, service, "250", "8", "10", *specs],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     done, mismatches, _, _ = parse_driver(result.stdout)
     assert done == 8 * 250 + 8 and mismatches == 0, result.stdout
+
+
+# --- memory hygiene -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def free_check(tmp_path_factory):
+    """pam_driver.c built as an LD_PRELOAD library whose free() reports freed blocks that still
+    hold $FREE_CHECK_MARKER, checked first against a program that frees a secret unzeroed."""
+    directory = tmp_path_factory.mktemp("free_check")
+    library = str(directory / "free_check.so")
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-DFREE_CHECK", "-shared", "-fPIC", "-o", library,
+                    os.path.join(HERE, "pam_driver.c")], check=True)
+    careless = directory / "careless.c"
+    careless.write_text('#include <stdlib.h>\n#include <string.h>\n'
+                        'int main(void) { char *p = malloc(64); strcpy(p, getenv("FREE_CHECK_MARKER"));'
+                        ' free(p); return 0; }\n')
+    subprocess.run(["gcc", "-o", str(directory / "careless"), str(careless)], check=True)
+    control = subprocess.run([str(directory / "careless")], capture_output=True, text=True,
+                             env=dict(os.environ, LD_PRELOAD=library, FREE_CHECK_MARKER="918273"))
+    assert "FREE_CHECK" in control.stderr, "the checker misses an unzeroed free"
+    return library
+
+
+def test_code_and_password_are_zeroed_before_they_are_freed(daemon, make_user, pam_service, pam_driver, free_check):
+    plain = pam_service([f"auth required {PAM_MODULE} socket={daemon.socket}", "auth required pam_permit.so"])
+    forward = pam_service([f"auth required {PAM_MODULE} socket={daemon.socket} forward_pass",
+                           "auth required pam_permit.so"])
+    wrong_user, right_user = make_user(), make_user()
+    wrong = daemon.enroll(wrong_user.name)
+    right = daemon.enroll(right_user.name)
+    bad, good = wrong_code(wrong.secret), right.code(steps_ahead=1)
+    password = "Pw" + wrong_user.password[3:]
+    cases = [
+        (plain, bad, [f"{wrong.user}:{bad}:{PAM_AUTH_ERR}"]),                      # rejected code
+        (plain, good, [f"{right.user}:{good}:{PAM_SUCCESS}"]),                     # accepted code
+        (plain, "7" * 1000, [f"{wrong.user}:{'7' * 1000}:{PAM_AUTH_ERR}"]),        # refused locally
+        (forward, password, [f"{wrong.user}:{password}{bad}:{PAM_AUTH_ERR}"]),     # the password part
+        (forward, bad, [f"{wrong.user}:{password}{bad}:{PAM_AUTH_ERR}"]),          # the code part
+    ]
+    for service, marker, specs in cases:
+        result = subprocess.run([pam_driver, service, "1", "1", "0", *specs], capture_output=True, text=True,
+                                timeout=60, env=dict(os.environ, LD_PRELOAD=free_check, FREE_CHECK_MARKER=marker))
+        assert result.returncode == 0, (marker[:20], result.stdout, result.stderr)
+        assert "FREE_CHECK" not in result.stderr, (marker[:20], result.stderr)
 
 
 # --- the shipped example stacks -----------------------------------------------------------------
