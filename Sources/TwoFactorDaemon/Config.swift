@@ -129,7 +129,7 @@ public enum ConfigParser {
             case "digits": digits = try integer(value, key, 6...8, fail); digitsLine = lineNumber
             case "period": period = try integer(value, key, 1...3600, fail); periodLine = lineNumber
             case "window": config.window = try integer(value, key, 0...10, fail)
-            case "max_failures": config.maxFailures = try integer(value, key, 1...1000, fail)
+            case "max_failures": config.maxFailures = try integer(value, key, 1...1_000_000, fail)
             case "lockout_seconds": config.lockoutSeconds = Int64(try integer(value, key, 1...31_536_000, fail))
             case "lockout_max_seconds": config.lockoutMaxSeconds = Int64(try integer(value, key, 1...31_536_000, fail))
             case "max_connections": config.maxConnections = try integer(value, key, 1...100_000, fail)

@@ -42,6 +42,8 @@ public final class Daemon: @unchecked Sendable {
     /// Runs until SIGTERM or SIGINT. Returns the exit status.
     public func run() throws(DaemonExit) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
+        // Everything the daemon creates is private unless it says otherwise (the socket is chmod'ed).
+        umask(0o077)
         let master: [UInt8]
         do {
             master = try KeyFile.loadOrCreate(path: config.keyFile)
@@ -99,6 +101,7 @@ public final class Daemon: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
             source.setEventHandler {
                 stopReason.set(number == SIGTERM ? "SIGTERM" : "SIGINT")
+                counters.beginDraining()
                 server.close(promise: nil)
             }
             source.resume()
@@ -109,6 +112,7 @@ public final class Daemon: @unchecked Sendable {
         Self.notifySystemd("READY=1\nSTATUS=Serving on \(createdSocketPath ?? "the socket from systemd")\nMAINPID=\(getpid())")
 
         try? server.closeFuture.wait()
+        counters.beginDraining()
 
         Self.notifySystemd("STOPPING=1")
         // Finish requests already in flight (bounded, so a wedged store cannot stall the stop).

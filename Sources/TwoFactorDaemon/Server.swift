@@ -42,7 +42,17 @@ final class ServerCounters: @unchecked Sendable {
     }
     func releaseTurnedAway() { lock.lock(); turnedAway -= 1; lock.unlock() }
 
-    func requestStarted() { lock.lock(); requests += 1; lock.unlock() }
+    private var draining = false
+
+    /// False once shutdown began: requests not started by then are not started at all, so
+    /// waiting for `requestsInFlight` to reach zero covers everything that will be answered.
+    func tryStartRequest() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard !draining else { return false }
+        requests += 1
+        return true
+    }
+    func beginDraining() { lock.lock(); draining = true; lock.unlock() }
     func requestFinished() { lock.lock(); requests -= 1; lock.unlock() }
     var requestsInFlight: Int { lock.lock(); defer { lock.unlock() }; return requests }
 }
@@ -102,6 +112,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var queued: [[UInt8]] = []
     private var processing = false
     private var closeAfterAnswer = false
+    /// The client shut down its sending side: answer what it sent, then close.
+    private var inputClosed = false
     private var timeout: Scheduled<Void>?
 
     init(caller: Caller, processor: RequestProcessor, counters: ServerCounters, readTimeout: TimeAmount) {
@@ -153,6 +165,15 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            inputClosed = true
+            if !processing && queued.isEmpty { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
     }
@@ -166,8 +187,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             writeAndClose(RequestProcessor.answer(.badRequest, message: "malformed request fields"))
             return
         }
+        guard counters.tryStartRequest() else {
+            // Shutting down: close without touching the store; the client retries elsewhere.
+            context.close(promise: nil)
+            return
+        }
         processing = true
-        counters.requestStarted()
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         processor.handle(request, caller: caller) { answer in
@@ -186,6 +211,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(Self.frame(answer, allocator: context.channel.allocator)), promise: nil)
         if !queued.isEmpty {
             process(queued.removeFirst())
+        } else if inputClosed {
+            context.close(promise: nil)
         } else {
             armTimeout()
         }
@@ -251,6 +278,7 @@ enum ServerFactory {
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 if !counters.acquireConnection(limit: settings.maxConnections) {
                     guard counters.acquireTurnedAway(limit: settings.maxConnections + 16) else { return channel.close() }

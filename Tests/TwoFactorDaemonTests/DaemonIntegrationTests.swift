@@ -267,6 +267,51 @@ final class DaemonIntegrationTests: XCTestCase {
         XCTAssertTrue(daemon.process?.isRunning ?? false)
     }
 
+    func testClientThatShutsDownItsSendingSideGetsItsAnswers() throws {
+        let daemon = try startDaemon()
+        let client = try RawSocket(path: daemon.socket)
+        var check = WireMessage(operation: .check)
+        try check.append(.user, string: "alice")
+        client.write(check.encodedFrame() + WireMessage(code: 0x7f).encodedFrame())
+        client.shutdownWriting()
+        var received = client.readToEnd()
+        var statuses: [Status?] = []
+        while received.count >= 4 {
+            let length = try WireMessage.payloadLength(header: Array(received.prefix(4)), limit: WireProtocol.maxResponseLength)
+            XCTAssertGreaterThanOrEqual(received.count, 4 + length)
+            statuses.append(try WireMessage.decode(payload: Array(received[4..<min(received.count, 4 + length)])).status)
+            received.removeFirst(min(received.count, 4 + length))
+        }
+        XCTAssertEqual(statuses, [.notEnrolled, .unknownOperation])
+    }
+
+    func testShutdownAnswersEveryRequestItProcessed() throws {
+        let daemon = try startDaemon(["max_failures": "1000000"])
+        _ = try daemon.enroll("alice")
+        let answered = Box<Int>()
+        answered.value = 0
+        let lock = NSLock()
+        let socket = daemon.socket
+        let pid = try XCTUnwrap(daemon.process?.processIdentifier)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { kill(pid, SIGTERM) }
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            while true {
+                var request = WireMessage(operation: .verify)
+                try? request.append(.user, string: "alice")
+                try? request.append(.code, string: "000000")
+                guard let answer = try? DaemonConnection.request(request, socketPath: socket, timeoutSeconds: 10) else { return }
+                XCTAssertEqual(answer.status, .wrongCode)
+                lock.lock(); answered.value! += 1; lock.unlock()
+            }
+        }
+        XCTAssertEqual(daemon.stop(), 0)
+        try daemon.start()
+        let failures = try daemon.send(.status, [(.user, "alice")]).uint32(.failures)
+        XCTAssertGreaterThan(answered.value!, 0)
+        // Every attempt the daemon recorded was answered, and every answer was recorded.
+        XCTAssertEqual(failures.map(Int.init), answered.value!)
+    }
+
     func testSilentClientIsDisconnectedWhileOthersAreServed() throws {
         let daemon = try startDaemon(["read_timeout": "1"])
         let silent = try daemon.connect()

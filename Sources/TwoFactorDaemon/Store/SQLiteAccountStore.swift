@@ -7,6 +7,8 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     public let path: String
     private let pool: DatabasePool
     private let readQueue = DispatchQueue(label: "twofactord.store.read", attributes: .concurrent)
+    private let deliveryQueue = DispatchQueue(label: "twofactord.store.deliver", attributes: .concurrent)
+    private let deliveries = DispatchGroup()
 
     // Writer state, guarded by `condition`.
     private let condition = NSCondition()
@@ -122,6 +124,7 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
         closed = true
         condition.unlock()
         readQueue.sync(flags: .barrier) {}
+        deliveries.wait()
         try? pool.close()
     }
 
@@ -151,8 +154,13 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
             stats.largestBatch = max(stats.largestBatch, batch.count)
             if !committed { stats.failedTransactions += 1 }
             condition.unlock()
-            // Answer only now: every result below is durable (or reported as a failure).
-            for unit in batch { unit.deliver(committed: committed) }
+            // Answer only now: every result below is durable (or reported as a failure). Answers
+            // go out from another thread so the writer can start on the next batch at once.
+            deliveries.enter()
+            deliveryQueue.async { [deliveries] in
+                for unit in batch { unit.deliver(committed: committed) }
+                deliveries.leave()
+            }
         }
     }
 
