@@ -136,6 +136,11 @@ struct Enable: ParsableCommand {
         if style != .none {
             text += "Scan this QR code with your authenticator app:\n\n"
             text += QRTerminalRenderer.render(matrix, style: style, colors: QRTerminalRenderer.colorsWanted()) + "\n\n"
+            let needed = QRTerminalRenderer.columns(matrix, style: style)
+            if let columns = Terminal.outputColumns, columns < needed {
+                text += "(The terminal is \(columns) columns wide and the QR code needs \(needed): widen the "
+                text += "window, or use --qr-image FILE.)\n\n"
+            }
             text += "Or enter this key by hand"
         } else {
             text += "Enter this key in your authenticator app"
@@ -191,6 +196,9 @@ struct Enable: ParsableCommand {
     }
 
     private func finish(_ enrollment: PendingEnrollment, recoveryCodes: [String], account: Account) throws(CLIError) {
+        if recoveryCodes.isEmpty {
+            Terminal.writeError("twofactor: warning: the daemon sent no recovery codes; run 'twofactor recovery-codes' for a set.\n")
+        }
         if global.json {
             print(enrollment.json(recoveryCodes: recoveryCodes, compact: false))
             return

@@ -102,6 +102,11 @@ enum QRTerminalRenderer {
         return lines.joined(separator: "\n")
     }
 
+    /// Terminal columns the drawing takes.
+    static func columns(_ matrix: QRMatrix, style: QRTerminalStyle) -> Int {
+        style == .ascii ? 2 * matrix.sizeWithQuietZone : matrix.sizeWithQuietZone
+    }
+
     /// Colours are used on a terminal unless NO_COLOR is set (https://no-color.org).
     static func colorsWanted() -> Bool {
         guard Terminal.standardOutputIsTerminal else { return false }

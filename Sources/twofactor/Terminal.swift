@@ -16,6 +16,13 @@ enum Terminal {
     static var standardInputIsTerminal: Bool { isatty(STDIN_FILENO) == 1 }
     static var standardOutputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
+    /// The width of the terminal on stdout, when stdout is one that knows its size.
+    static var outputColumns: Int? {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+        return Int(size.ws_col)
+    }
+
     /// Makes SIGINT, SIGTERM and SIGHUP interrupt a blocked read instead of killing the process,
     /// so a pending enrollment can be cancelled on the way out.
     static func catchInterrupts() {

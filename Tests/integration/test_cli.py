@@ -43,7 +43,7 @@ def cli(user, *args, daemon=None, input=None, env=None, timeout=60):
                           env={**BASE_ENV, **(env or {})}, cwd="/")
 
 
-def spawn(user, *args, daemon=None, env=None):
+def spawn(user, *args, daemon=None, env=None, columns=250):
     """The command line in a pseudo-terminal, as `user` (None = root)."""
     command = [CLI, *args]
     if daemon is not None:
@@ -51,7 +51,7 @@ def spawn(user, *args, daemon=None, env=None):
     if user is not None:
         command = ["runuser", "-u", user.name, "--", *command]
     return pexpect.spawn(command[0], command[1:], env={**BASE_ENV, **(env or {})}, cwd="/",
-                         encoding="utf-8", timeout=30, dimensions=(80, 250))
+                         encoding="utf-8", timeout=30, dimensions=(80, columns))
 
 
 def finish(child):
@@ -217,6 +217,21 @@ def test_enable_ascii_drawing_decodes(daemon, user, tmp_path):
     assert "cancelled" in rest
     state = status_of(daemon, user.name)
     assert state["pending"] is False and state["isEnrolled"] is False, "EOF cancels the enrollment"
+
+
+def test_enable_warns_when_the_terminal_is_too_narrow(daemon, user):
+    child = spawn(user, "enable", "--qr=ascii", daemon=daemon, columns=60)
+    child.expect_exact(ENABLE_PROMPT)
+    text = re.sub(r"\s+", " ", ANSI.sub("", child.before))
+    assert "The terminal is 60 columns wide and the QR code needs" in text
+    assert "--qr-image FILE" in text
+    child.sendeof()
+    finish(child)
+    wide = spawn(user, "enable", "--qr=ascii", daemon=daemon)
+    wide.expect_exact(ENABLE_PROMPT)
+    assert "columns wide" not in wide.before
+    wide.sendeof()
+    finish(wide)
 
 
 @pytest.mark.parametrize("lang, style", [("C", "ascii"), ("C.UTF-8", "unicode")])
