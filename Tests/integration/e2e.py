@@ -17,6 +17,7 @@ import atexit
 import glob
 import hashlib
 import io
+import json
 import os
 import re
 import secrets
@@ -25,7 +26,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import warnings
 
 import pytest
 
@@ -204,12 +207,12 @@ class Enrollment:
 class InstalledDaemon:
     """The running twofactord, reached the way the PAM module and the CLI reach it."""
 
-    def __init__(self, socket_path=DEFAULT_SOCKET, module_options=(), cli_can_reach=True):
+    def __init__(self, socket_path=DEFAULT_SOCKET, module_options=(), cli_environment=None):
         self.socket = socket_path
         # Options the PAM stacks pass to the module (only socket= in development mode).
         self.module_options = list(module_options)
-        # Whether the installed CLI talks to this daemon (not in development mode).
-        self.cli_can_reach = cli_can_reach
+        # Extra environment for the CLI (only TWOFACTOR_SOCKET in development mode).
+        self.cli_environment = dict(cli_environment or {})
         self.max_failures = int(read_daemon_setting("max_failures", "5"))
 
     def check_answers(self):
@@ -236,6 +239,41 @@ class InstalledDaemon:
         assert len(confirmed.get("recoveryCode", [])) == 8, confirmed
         return Enrollment(user, begun["secret"], begun["uri"], confirmed["recoveryCode"], codes)
 
+    def enroll_with_cli(self, user):
+        """`twofactor enable --json --code-stdin` run as the user itself (no root involved): the
+        key comes as a JSON line on standard error, the code goes to standard input."""
+        environment = [f"{name}={value}" for name, value in self.cli_environment.items()]
+        process = subprocess.Popen(
+            ["runuser", "-u", user, "--", "env", *environment, helpers.TWOFACTOR_CLI, "enable",
+             "--qr=none", "--json", "--code-stdin"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd="/")
+        watchdog = threading.Timer(30, process.kill)
+        watchdog.start()
+        try:
+            details, before = None, []
+            for line in process.stderr:
+                before.append(line)
+                if line.lstrip().startswith("{"):
+                    details = json.loads(line)
+                    break
+            assert details and "secret" in details, f"no key on standard error: {before!r}"
+            codes = Codes(details["secret"], digits=details.get("digits", 6),
+                          period=details.get("period", 30),
+                          algorithm=details.get("algorithm", "SHA1"))
+            out, err = process.communicate(codes.current() + "\n")
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == 0, (
+            f"twofactor enable as {user} exited {process.returncode}: {''.join(before)}{err}")
+        result = json.loads(out)
+        assert result["user"] == user and result["secret"] == details["secret"], result
+        assert len(result["recovery_codes"]) == 8, result
+        return Enrollment(user, details["secret"], result["uri"], result["recovery_codes"], codes)
+
     def status(self, user):
         answer = self.request("status", {"user": user})
         assert answer.status == "ok", f"status {user}: {answer!r}"
@@ -243,13 +281,9 @@ class InstalledDaemon:
 
     def admin_unlock(self, user):
         """`twofactor admin unlock USER` with the installed command line, as root."""
-        if not self.cli_can_reach:
-            answer = self.request("unlockAccount", {"user": user})
-            assert answer.status == "ok", f"unlockAccount {user}: {answer!r}"
-            return answer
         result = subprocess.run([helpers.TWOFACTOR_CLI, "admin", "unlock", user],
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=30)
+                                timeout=30, env={**os.environ, **self.cli_environment})
         assert result.returncode == 0, (
             f"`twofactor admin unlock {user}` exited {result.returncode}\n"
             f"stdout: {result.stdout}\nstderr: {result.stderr}")
@@ -457,7 +491,9 @@ def answer_for(prompt, password, code):
 
 def paramiko_login(port, user, password, code=None, command="id -un", timeout=20):
     """keyboard-interactive with paramiko, then runs `command` if authenticated."""
-    import paramiko  # apt's python3-paramiko, importable under /usr/bin/python3
+    with warnings.catch_warnings():  # Debian's paramiko pulls in invoke, which imports `imp`
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import paramiko  # apt's python3-paramiko, importable under /usr/bin/python3
 
     prompts, messages = [], []
 
@@ -550,8 +586,9 @@ class OpenSshClient:
 class SudoGrant:
     """/etc/sudoers.d/<unique>: USER may run anything, authenticated by its own PAM service."""
 
-    def __init__(self, user, module_options=()):
+    def __init__(self, user, module_options=(), extra_defaults=()):
         self.user = user
+        self.extra_defaults = list(extra_defaults)
         self.name = _new_name()  # no dot: sudo's includedir skips names with one
         self.path = f"/etc/sudoers.d/{self.name}"
         self.pam = None
@@ -567,6 +604,7 @@ class SudoGrant:
         text = (f"# throwaway grant of the twofactor end-to-end tests\n"
                 f"Defaults:{self.user} pam_service={self.name}\n"
                 f"Defaults:{self.user} passwd_tries=1, lecture=never, !mail_badpass\n"
+                + "".join(f"Defaults:{self.user} {d}\n" for d in self.extra_defaults) +
                 f"{self.user} ALL=(ALL:ALL) ALL\n")
         # Written under a dotted name (ignored by sudo), checked, then renamed into place.
         staging = f"/etc/sudoers.d/.{self.name}"
@@ -662,7 +700,7 @@ def installed_daemon(e2e_system_guard):
         try:
             os.chmod(dev.dir, 0o755)
             yield InstalledDaemon(dev.socket, module_options=[f"socket={dev.socket}"],
-                                  cli_can_reach=False)
+                                  cli_environment={"TWOFACTOR_SOCKET": dev.socket})
         finally:
             dev.destroy()
         return
@@ -682,13 +720,19 @@ def installed_daemon(e2e_system_guard):
 @pytest.fixture
 def e2e_users(installed_daemon):
     """e2e_users(enrolled=True) makes a throwaway user (this run's prefix, real password) and,
-    by default, enrolls it; afterwards the daemon forgets it and the user is deleted."""
+    by default, enrolls it (as root over the wire; enrolled="cli": the user runs `twofactor
+    enable`); afterwards the daemon forgets it and the user is deleted."""
     made = []
 
     def make(enrolled=True):
         user = helpers.ThrowawayUser(prefix=RUN_PREFIX)
         made.append(user)
-        user.enrollment = installed_daemon.enroll(user.name) if enrolled else None
+        if enrolled == "cli":
+            user.enrollment = installed_daemon.enroll_with_cli(user.name)
+        elif enrolled:
+            user.enrollment = installed_daemon.enroll(user.name)
+        else:
+            user.enrollment = None
         return user
 
     try:
@@ -733,11 +777,13 @@ def openssh_client():
 
 @pytest.fixture
 def sudo_grant(installed_daemon):
-    """sudo_grant(user, extra_module_options=()) installs a sudoers.d grant + PAM service."""
+    """sudo_grant(user, extra_module_options=(), extra_defaults=()) installs a sudoers.d grant
+    and its PAM service."""
     made = []
 
-    def make(user, extra_module_options=()):
-        grant = SudoGrant(user, [*installed_daemon.module_options, *extra_module_options])
+    def make(user, extra_module_options=(), extra_defaults=()):
+        grant = SudoGrant(user, [*installed_daemon.module_options, *extra_module_options],
+                          extra_defaults)
         made.append(grant)
         return grant
 

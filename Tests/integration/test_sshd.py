@@ -52,6 +52,13 @@ def test_sshd_enrolled_user_logs_in_with_password_and_code(login, sshd_default, 
     assert_asked_password_then_code(result)
 
 
+def test_sshd_user_who_enrolled_with_the_cli_logs_in(login, sshd_default, e2e_users):
+    user = e2e_users(enrolled="cli")
+    result = login(sshd_default, user, user.enrollment.codes.next_code())
+    assert_logged_in(result, user)
+    assert_asked_password_then_code(result)
+
+
 @pytest.mark.parametrize("login", CLIENTS, indirect=True)
 def test_sshd_wrong_code_is_refused_with_message(login, sshd_default, e2e_users,
                                                  installed_daemon):

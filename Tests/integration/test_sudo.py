@@ -2,7 +2,7 @@
 throwaway user given its own PAM service by a throwaway /etc/sudoers.d file. See e2e.py."""
 import pytest
 
-from e2e import CODE_PROMPT, PROTECTED_FILES, WRONG_CODE_MESSAGE, root_sudo_works, sha256_of, sudo_as
+from e2e import CODE_PROMPT, PROTECTED_FILES, root_sudo_works, sha256_of, sudo_as
 
 pytestmark = pytest.mark.usefixtures("e2e_system_guard")
 
@@ -16,25 +16,31 @@ def test_sudo_with_password_and_right_code_runs_the_command(e2e_users, sudo_gran
     assert result.printed_line("0"), result
 
 
-def test_sudo_with_wrong_code_is_refused_with_message(e2e_users, sudo_grant, installed_daemon):
+def test_sudo_with_wrong_code_is_refused(e2e_users, sudo_grant, installed_daemon):
+    # sudo 1.9.13 always calls pam_authenticate with PAM_SILENT and the module honours it, so
+    # the module's "Incorrect two-factor authentication code" is not shown here: sudo's own
+    # refusal is what the person sees. The daemon's failure count shows the code was judged.
     user = e2e_users()
     sudo_grant(user.name)
     result = sudo_as(user.name, user.password, user.enrollment.codes.wrong_code())
     assert result.prompts == [f"[sudo] password for {user.name}: ", CODE_PROMPT], result
     assert result.exit_status != 0, result
     assert not result.printed_line("0"), result
-    assert WRONG_CODE_MESSAGE in result.transcript, result
+    assert "1 incorrect password attempt" in result.transcript, result
     assert installed_daemon.status(user.name)["failures"] == 1
 
 
-def test_sudo_reused_code_is_refused(e2e_users, sudo_grant):
+def test_sudo_reused_code_is_refused(e2e_users, sudo_grant, installed_daemon):
     user = e2e_users()
     sudo_grant(user.name)
     code = user.enrollment.codes.next_code()
-    assert sudo_as(user.name, user.password, code).printed_line("0")
+    first = sudo_as(user.name, user.password, code)
+    assert first.exit_status == 0 and first.printed_line("0"), first
     replay = sudo_as(user.name, user.password, code)
+    assert replay.prompts == [f"[sudo] password for {user.name}: ", CODE_PROMPT], replay
     assert replay.exit_status != 0 and not replay.printed_line("0"), replay
-    assert WRONG_CODE_MESSAGE in replay.transcript, replay
+    assert "1 incorrect password attempt" in replay.transcript, replay
+    assert installed_daemon.status(user.name)["failures"] == 1
 
 
 def test_sudo_user_without_2fa_is_asked_only_the_password(e2e_users, sudo_grant):
