@@ -93,25 +93,25 @@ struct Enable: ParsableCommand {
             throw error
         }
 
+        let enrollment: PendingEnrollment
+        let recoveryCodes: [String]
         do {
-            let enrollment = try PendingEnrollment(begun, account: account)
+            enrollment = try PendingEnrollment(begun, account: account)
             try present(enrollment, imageFile: imageFile)
-            let codes = try confirm(enrollment, client: client, account: account)
-            try finish(enrollment, recoveryCodes: codes, account: account)
+            recoveryCodes = try confirm(enrollment, client: client, account: account)
         } catch {
             imageFile?.discard()
             // Whatever went wrong, leave no half-made enrollment behind. A failure to cancel
             // is not worth a second error: an unconfirmed enrollment enables nothing.
             if error.status != .alreadyEnrolled {
-                var cancel = try DaemonClient.request(.enrollCancel, account: account)
-                _ = try? client.send(cancel)
-                cancel.wipeCodes()
+                _ = try? client.send(DaemonClient.request(.enrollCancel, account: account))
                 if error.status == .interrupted || error.message == PendingEnrollment.cancelledByEOF {
                     Terminal.writeError("Enrollment cancelled; two-factor authentication was not turned on.\n")
                 }
             }
             throw error
         }
+        finish(enrollment, recoveryCodes: recoveryCodes, account: account)
     }
 
     private func present(_ enrollment: PendingEnrollment, imageFile: SecretFile?) throws(CLIError) {
@@ -195,7 +195,7 @@ struct Enable: ParsableCommand {
         }
     }
 
-    private func finish(_ enrollment: PendingEnrollment, recoveryCodes: [String], account: Account) throws(CLIError) {
+    private func finish(_ enrollment: PendingEnrollment, recoveryCodes: [String], account: Account) {
         if recoveryCodes.isEmpty {
             Terminal.writeError("twofactor: warning: the daemon sent no recovery codes; run 'twofactor recovery-codes' for a set.\n")
         }
@@ -209,7 +209,7 @@ struct Enable: ParsableCommand {
 
 /// What enrollBegin answered, checked for consistency before anything is shown.
 struct PendingEnrollment {
-    static let cancelledByEOF = "no code was entered; enrollment cancelled"
+    static let cancelledByEOF = "no code was entered"
 
     let secret: String
     let secretBytes: [UInt8]
