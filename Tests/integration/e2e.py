@@ -738,12 +738,16 @@ def e2e_users(installed_daemon):
     try:
         yield make
     finally:
-        for user in made:
+        errors = []
+        for user in made:  # every user is removed even if forgetting one fails
             try:
                 installed_daemon.forget(user.name)
-            finally:
-                remove_sudo_traces(user.name)
-                user.remove()
+            except Exception as error:
+                errors.append(error)
+            remove_sudo_traces(user.name)
+            user.remove()
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture(scope="module")
