@@ -101,8 +101,16 @@ public struct AuditLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    public func log(event: LogEvent) {
+        write(level: event.level, message: event.message)
+    }
+
     public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?,
                     source: String, file: String, function: String, line: UInt) {
+        write(level: level, message: message)
+    }
+
+    private func write(level: Logger.Level, message: Logger.Message) {
         let priority: Int32 = switch level {
         case .trace, .debug: LOG_DEBUG
         case .info, .notice: LOG_INFO
