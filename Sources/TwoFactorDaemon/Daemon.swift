@@ -44,6 +44,20 @@ public final class Daemon: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         // Everything the daemon creates is private unless it says otherwise (the socket is chmod'ed).
         umask(0o077)
+        let counters = ServerCounters()
+        // Stop on SIGTERM/SIGINT: stop accepting first; the rest happens below once the listening
+        // channel is closed. Installed before the socket exists so no early signal is lost.
+        let stop = StopRequest(counters: counters)
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let signalQueue = DispatchQueue(label: "twofactord.signals")
+        var sources: [DispatchSourceSignal] = []
+        for number in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
+            source.setEventHandler { stop.request(number == SIGTERM ? "SIGTERM" : "SIGINT") }
+            source.resume()
+            sources.append(source)
+        }
         let master: [UInt8]
         do {
             master = try KeyFile.loadOrCreate(path: config.keyFile)
@@ -62,7 +76,6 @@ public final class Daemon: @unchecked Sendable {
         clock.start()
         let processor = RequestProcessor(store: store, rules: AccountRules(policy: AccountPolicy(config: config), keys: keys),
                                          clock: clock, audit: audit)
-        let counters = ServerCounters()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: min(max(System.coreCount, 1), 4))
         let bootstrap = ServerFactory.bootstrap(
             group: group, settings: ServerSettings(maxConnections: config.maxConnections, readTimeout: config.readTimeout),
@@ -75,6 +88,10 @@ public final class Daemon: @unchecked Sendable {
                 server = try bootstrap.withBoundSocket(adopted).wait()
             } else {
                 try prepareSocketPath()
+                // Create the socket with its final mode, so no client ever finds it narrower.
+                // (The bind runs on an event loop thread: restore the mask only after it is done.)
+                let previousMask = umask(mode_t(~config.socketMode & 0o777))
+                defer { umask(previousMask) }
                 server = try bootstrap.bind(unixDomainSocketPath: config.socket).wait()
                 createdSocketPath = config.socket
                 guard chmod(config.socket, mode_t(config.socketMode)) == 0 else {
@@ -90,24 +107,8 @@ public final class Daemon: @unchecked Sendable {
             throw .failure("cannot listen on \(config.socket): \(error)")
         }
 
-        // Stop on SIGTERM/SIGINT: stop accepting first, the rest happens below once the
-        // listening channel is closed.
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let signalQueue = DispatchQueue(label: "twofactord.signals")
-        let stopReason = LockedString()
-        var sources: [DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
-            source.setEventHandler {
-                stopReason.set(number == SIGTERM ? "SIGTERM" : "SIGINT")
-                counters.beginDraining()
-                server.close(promise: nil)
-            }
-            source.resume()
-            sources.append(source)
-        }
-
+        // A stop requested while starting takes effect now that there is a channel to close.
+        stop.attach(server)
         audit.write("start version=\(Self.version) socket=\(AuditLog.value(createdSocketPath ?? "adopted:\(config.socket)")) database=\(AuditLog.value(config.databasePath)) pid=\(getpid())")
         Self.notifySystemd("READY=1\nSTATUS=Serving on \(createdSocketPath ?? "the socket from systemd")\nMAINPID=\(getpid())")
 
@@ -123,7 +124,7 @@ public final class Daemon: @unchecked Sendable {
         store.close()
         for source in sources { source.cancel() }
         if let createdSocketPath { unlink(createdSocketPath) }
-        audit.write("stop reason=\(stopReason.get() ?? "closed")")
+        audit.write("stop reason=\(stop.reason ?? "closed")")
         return 0
     }
 
@@ -233,9 +234,31 @@ public final class Daemon: @unchecked Sendable {
     }
 }
 
-final class LockedString: @unchecked Sendable {
+/// A stop request from a signal, which may arrive before the listening channel exists.
+final class StopRequest: @unchecked Sendable {
     private let lock = NSLock()
-    private var value: String?
-    func set(_ newValue: String) { lock.lock(); value = newValue; lock.unlock() }
-    func get() -> String? { lock.lock(); defer { lock.unlock() }; return value }
+    private let counters: ServerCounters
+    private var server: Channel?
+    private var stopReason: String?
+
+    init(counters: ServerCounters) { self.counters = counters }
+
+    var reason: String? { lock.lock(); defer { lock.unlock() }; return stopReason }
+
+    func request(_ why: String) {
+        lock.lock()
+        if stopReason == nil { stopReason = why }
+        let channel = server
+        lock.unlock()
+        counters.beginDraining()
+        channel?.close(promise: nil)
+    }
+
+    func attach(_ channel: Channel) {
+        lock.lock()
+        server = channel
+        let stopping = stopReason != nil
+        lock.unlock()
+        if stopping { channel.close(promise: nil) }
+    }
 }
