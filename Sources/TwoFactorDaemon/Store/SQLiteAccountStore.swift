@@ -171,6 +171,8 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
                 if failCommit { db.add(transactionObserver: FailingCommitObserver(), extent: .nextTransaction) }
                 try db.inTransaction(.immediate) {
                     let transaction = SQLiteTransaction(db: db)
+                    // Alone in its transaction, a unit needs no savepoint: a failure rolls back all.
+                    if batch.count == 1 { return batch[0].execute(transaction) ? .commit : .rollback }
                     for unit in batch {
                         do {
                             try db.inSavepoint {
@@ -252,7 +254,7 @@ struct SQLiteTransaction: AccountTransaction {
     let db: Database
 
     func account(named name: String) throws -> AccountRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM account WHERE name = ?", arguments: [name]) else { return nil }
+        guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM account WHERE name = ?"), arguments: [name]) else { return nil }
         return Self.record(row)
     }
 
@@ -262,7 +264,7 @@ struct SQLiteTransaction: AccountTransaction {
 
     func save(_ account: AccountRecord) throws {
         let e = account.enrollment, p = account.pending
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO account (name, secret, algorithm, digits, period, enrolled_at,
                 pending_secret, pending_algorithm, pending_digits, pending_period, pending_since,
                 last_step, last_used_at, failures, locked_until, lockouts, drift_steps)
@@ -275,7 +277,7 @@ struct SQLiteTransaction: AccountTransaction {
                 last_used_at = excluded.last_used_at, failures = excluded.failures,
                 locked_until = excluded.locked_until, lockouts = excluded.lockouts,
                 drift_steps = excluded.drift_steps
-            """, arguments: [
+            """).execute(arguments: [
                 account.name, e.map { Data($0.sealedSecret) }, e?.algorithm, e?.digits, e?.period, e?.createdAt,
                 p.map { Data($0.sealedSecret) }, p?.algorithm, p?.digits, p?.period, p?.createdAt,
                 account.lastStep, account.lastUsedAt, account.failures, account.lockedUntil,
@@ -289,19 +291,19 @@ struct SQLiteTransaction: AccountTransaction {
     }
 
     func recoveryCodes(of name: String) throws -> [RecoveryCodeRecord] {
-        try Row.fetchAll(db, sql: "SELECT hash, used_at FROM recovery_code WHERE account = ?", arguments: [name]).map {
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT hash, used_at FROM recovery_code WHERE account = ?"), arguments: [name]).map {
             RecoveryCodeRecord(hash: [UInt8]($0["hash"] as Data), usedAt: $0["used_at"])
         }
     }
 
     func recoveryCodesLeft(of name: String) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM recovery_code WHERE account = ? AND used_at IS NULL",
+        try Int.fetchOne(try db.cachedStatement(sql: "SELECT COUNT(*) FROM recovery_code WHERE account = ? AND used_at IS NULL"),
                          arguments: [name]) ?? 0
     }
 
     func markRecoveryCodeUsed(of name: String, hash: [UInt8], at time: Int64) throws -> Bool {
-        try db.execute(sql: "UPDATE recovery_code SET used_at = ? WHERE account = ? AND hash = ? AND used_at IS NULL",
-                       arguments: [time, name, Data(hash)])
+        try db.cachedStatement(sql: "UPDATE recovery_code SET used_at = ? WHERE account = ? AND hash = ? AND used_at IS NULL")
+            .execute(arguments: [time, name, Data(hash)])
         return db.changesCount == 1
     }
 
