@@ -93,7 +93,10 @@ class Daemon:
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [*wrapper, TWOFACTORD, "--config", self.config_path, *extra_args],
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=self._log_file)
+            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=self._log_file,
+            # Its own process group: a wrapper such as faketime forks the daemon as a child, and
+            # stop() must reach the daemon, not orphan it.
+            start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -110,18 +113,26 @@ class Daemon:
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            self._signal_group(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal_group(signal.SIGKILL)
                 self.process.wait()
+        # A wrapper may have exited before its child: make sure nothing of ours is left.
+        self._signal_group(signal.SIGKILL)
         code = self.process.returncode
         self.process = None
         if self._log_file:
             self._log_file.close()
             self._log_file = None
         return code
+
+    def _signal_group(self, sig):
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def restart(self):
         self.stop()
