@@ -142,7 +142,18 @@ class Demo:
         print(f"ssh exit status {result.returncode}: {result.stderr.strip()}")
         if result.returncode == 0:
             raise SystemExit("demo: a wrong code was accepted")
-        print("Refused, and the daemon's audit log has a line for each attempt.")
+        print("Refused.")
+        self.show_audit_log()
+
+    def show_audit_log(self):
+        log = "/var/log/twofactord.log"
+        if os.path.exists(log):
+            explain(f"The daemon's audit lines for {self.user} ({log})")
+            with open(log, errors="replace") as f:
+                lines = [line.rstrip() for line in f if f"account={self.user}" in line]
+            print("\n".join(lines[-6:]))
+        else:
+            explain(f"The daemon's audit lines: journalctl -u twofactord | grep account={self.user}")
 
     # -- cleanup ----------------------------------------------------------------------------
 

@@ -15,6 +15,12 @@ struct TwoFactorDaemonCommand: ParsableCommand {
     @Flag(name: .long, help: "Check the configuration file, print the result and exit (0 valid, 1 not).")
     var checkConfig = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Where the audit log goes, overriding the configuration's `log`: auto, syslog or stderr. "
+            + "stderr suits a daemon started without systemd on a machine without syslog.",
+        valueName: "TARGET"))
+    var log: LogTarget?
+
     @Flag(name: .long, help: "Print the version and exit.")
     var version = false
 
@@ -24,9 +30,10 @@ struct TwoFactorDaemonCommand: ParsableCommand {
             return
         }
         let path = config ?? DaemonConfig.defaultPath
-        let settings: DaemonConfig
+        var settings: DaemonConfig
         do {
             settings = try ConfigParser.load(path: path, missingIsDefault: config == nil)
+            if let log { settings.log = log }
         } catch {
             FileHandle.standardError.write(Data("twofactord: \(error)\n".utf8))
             throw ExitCode(checkConfig ? 1 : 78)
@@ -44,5 +51,7 @@ struct TwoFactorDaemonCommand: ParsableCommand {
         }
     }
 }
+
+extension LogTarget: ExpressibleByArgument {}
 
 TwoFactorDaemonCommand.main()
