@@ -15,10 +15,12 @@ The fixtures are defined at the end of this file and exposed through conftest.py
 """
 import atexit
 import glob
+import grp
 import hashlib
 import io
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -296,6 +298,43 @@ class InstalledDaemon:
 
 
 # --- throwaway users ---------------------------------------------------------------------------
+
+def unused_uid():
+    """A random uid that no account or group has, from a range useradd does not hand out by
+    itself, so no earlier (just deleted) account had it: the daemon identifies callers by uid."""
+    while True:
+        uid = 30000 + secrets.randbelow(29000)
+        try:
+            pwd.getpwuid(uid)
+            continue
+        except KeyError:
+            pass
+        try:
+            grp.getgrgid(uid)
+            continue
+        except KeyError:
+            return uid
+
+
+class RunUser(helpers.ThrowawayUser):
+    """helpers.ThrowawayUser with this run's prefix and a chosen (by default fresh) uid."""
+
+    def __init__(self, uid=None):
+        self.name = _new_name()
+        self.password = "pw-" + secrets.token_urlsafe(12)
+        self.uid = unused_uid() if uid is None else uid
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--uid", str(self.uid),
+                        self.name], check=True, capture_output=True)
+        try:
+            subprocess.run(["chpasswd"], input=f"{self.name}:{self.password}\n", text=True,
+                           check=True, capture_output=True)
+        except Exception:
+            self.remove()
+            raise
+        entry = pwd.getpwnam(self.name)
+        self.gid, self.home = entry.pw_gid, entry.pw_dir
+        self.enrollment = None
+
 
 def remove_sudo_traces(user):
     """sudo's per-user time stamp and lecture files, which outlive `userdel`."""
@@ -721,11 +760,12 @@ def installed_daemon(e2e_system_guard):
 def e2e_users(installed_daemon):
     """e2e_users(enrolled=True) makes a throwaway user (this run's prefix, real password) and,
     by default, enrolls it (as root over the wire; enrolled="cli": the user runs `twofactor
-    enable`); afterwards the daemon forgets it and the user is deleted."""
+    enable`), with a fresh uid unless `uid` is given; afterwards the daemon forgets it and the
+    user is deleted."""
     made = []
 
-    def make(enrolled=True):
-        user = helpers.ThrowawayUser(prefix=RUN_PREFIX)
+    def make(enrolled=True, uid=None):
+        user = RunUser(uid)
         made.append(user)
         if enrolled == "cli":
             user.enrollment = installed_daemon.enroll_with_cli(user.name)

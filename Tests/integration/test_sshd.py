@@ -2,6 +2,7 @@
 installed pam_twofactor.so and the installed, running twofactord. See e2e.py."""
 import pytest
 
+import twofactor_wire as wire
 from e2e import CODE_PROMPT, WRONG_CODE_MESSAGE, paramiko_login
 
 pytestmark = pytest.mark.usefixtures("e2e_system_guard")
@@ -57,6 +58,23 @@ def test_sshd_user_who_enrolled_with_the_cli_logs_in(login, sshd_default, e2e_us
     result = login(sshd_default, user, user.enrollment.codes.next_code())
     assert_logged_in(result, user)
     assert_asked_password_then_code(result)
+
+
+def test_sshd_new_account_on_a_just_reused_uid_enrolls_with_the_cli_and_logs_in(
+        login, sshd_default, e2e_users, installed_daemon):
+    # A provisioning script deletes an account and creates another that gets the same uid; the
+    # newcomer enrolls at once. The daemon must name the caller by the uid's current owner.
+    former = e2e_users(enrolled=False)
+    primed = wire.request(installed_daemon.socket, "status", {"user": former.name},
+                          as_uid=former.uid, as_gid=former.gid)
+    assert primed.status == "ok", primed
+    former.remove()
+    newcomer = e2e_users(enrolled=False, uid=former.uid)
+    as_newcomer = {"as_uid": newcomer.uid, "as_gid": newcomer.gid}
+    stale = wire.request(installed_daemon.socket, "status", {"user": former.name}, **as_newcomer)
+    assert stale.status == "permissionDenied", f"the new owner of uid {newcomer.uid} may act as the deleted {former.name}: {stale!r}"
+    newcomer.enrollment = installed_daemon.enroll_with_cli(newcomer.name)
+    assert_logged_in(login(sshd_default, newcomer, newcomer.enrollment.codes.next_code()), newcomer)
 
 
 @pytest.mark.parametrize("login", CLIENTS, indirect=True)
