@@ -297,6 +297,40 @@ class InstalledDaemon:
         assert answer.status in ("ok", "notEnrolled"), f"resetAccount {user}: {answer!r}"
 
 
+# --- the installed daemon's audit log --------------------------------------------------------
+
+AUDIT_LOG = "/var/log/twofactord.log"  # scripts/daemon-service without systemd and syslog
+
+
+class AuditLog:
+    """The audit lines the installed daemon writes from now on (see daemon-service)."""
+
+    def __init__(self, path=AUDIT_LOG):
+        self.path = path
+        if not os.path.exists(path):
+            pytest.skip(f"{path} does not exist: the daemon's audit log goes to the journal "
+                        "or syslog here")
+        self.start = os.path.getsize(path)
+
+    def new_lines(self):
+        with open(self.path, "rb") as f:
+            f.seek(self.start)
+            return f.read().decode(errors="replace").splitlines()
+
+    def wait_for(self, *fields, timeout=5):
+        """The first new line that contains every `key=value` in fields."""
+        deadline = time.time() + timeout
+        while True:
+            for line in self.new_lines():
+                words = line.split()
+                if all(field in words for field in fields):
+                    return line
+            if time.time() > deadline:
+                raise AssertionError(f"no audit line with {fields} in {self.path}; new lines:\n"
+                                     + "\n".join(self.new_lines()))
+            time.sleep(0.05)
+
+
 # --- throwaway users ---------------------------------------------------------------------------
 
 def unused_uid():

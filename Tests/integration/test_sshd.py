@@ -3,7 +3,7 @@ installed pam_twofactor.so and the installed, running twofactord. See e2e.py."""
 import pytest
 
 import twofactor_wire as wire
-from e2e import CODE_PROMPT, WRONG_CODE_MESSAGE, paramiko_login
+from e2e import AuditLog, CODE_PROMPT, WRONG_CODE_MESSAGE, paramiko_login
 
 pytestmark = pytest.mark.usefixtures("e2e_system_guard")
 
@@ -58,6 +58,23 @@ def test_sshd_user_who_enrolled_with_the_cli_logs_in(login, sshd_default, e2e_us
     result = login(sshd_default, user, user.enrollment.codes.next_code())
     assert_logged_in(result, user)
     assert_asked_password_then_code(result)
+
+
+def test_sshd_login_and_refusal_are_audited_with_service_and_remote_host(
+        login, sshd_default, e2e_users):
+    audit = AuditLog()
+    user = e2e_users()
+    code = user.enrollment.codes.next_code()
+    assert_logged_in(login(sshd_default, user, code), user)
+    accepted = audit.wait_for("verify", f"account={user.name}", f"service={sshd_default.service}",
+                              "rhost=127.0.0.1", "method=totp", "result=accepted", "reason=ok")
+    wrong = user.enrollment.codes.wrong_code()
+    assert_refused(login(sshd_default, user, wrong))
+    rejected = audit.wait_for("verify", f"account={user.name}", f"service={sshd_default.service}",
+                              "rhost=127.0.0.1", "result=rejected", "reason=wrong-code")
+    for line in audit.new_lines():  # never a code or a password in the log
+        assert code not in line and wrong not in line and user.password not in line, line
+    assert accepted != rejected
 
 
 def test_sshd_new_account_on_a_just_reused_uid_enrolls_with_the_cli_and_logs_in(
@@ -152,7 +169,9 @@ def test_sshd_lockout_after_wrong_codes_until_admin_unlock(login, sshd_default, 
 
     # A right code is refused while locked (without being checked, so it is not used up).
     right = codes.next_code()
-    assert_refused(login(sshd_default, user, right))
+    locked = login(sshd_default, user, right)
+    assert_refused(locked)
+    assert any("Too many incorrect codes" in text for text in locked.messages), locked
 
     installed_daemon.admin_unlock(user.name)
     status = installed_daemon.status(user.name)

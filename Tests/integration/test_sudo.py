@@ -2,7 +2,7 @@
 throwaway user given its own PAM service by a throwaway /etc/sudoers.d file. See e2e.py."""
 import pytest
 
-from e2e import CODE_PROMPT, PROTECTED_FILES, root_sudo_works, sha256_of, sudo_as
+from e2e import AuditLog, CODE_PROMPT, PROTECTED_FILES, root_sudo_works, sha256_of, sudo_as
 
 pytestmark = pytest.mark.usefixtures("e2e_system_guard")
 
@@ -28,6 +28,18 @@ def test_sudo_with_wrong_code_is_refused(e2e_users, sudo_grant, installed_daemon
     assert not result.printed_line("0"), result
     assert "1 incorrect password attempt" in result.transcript, result
     assert installed_daemon.status(user.name)["failures"] == 1
+
+
+def test_sudo_verification_is_audited_with_its_service_and_tty(e2e_users, sudo_grant):
+    audit = AuditLog()
+    user = e2e_users()
+    grant = sudo_grant(user.name)
+    code = user.enrollment.codes.next_code()
+    assert sudo_as(user.name, user.password, code).printed_line("0")
+    line = audit.wait_for("verify", f"account={user.name}", f"service={grant.name}",
+                          "method=totp", "result=accepted", "reason=ok")
+    assert " tty=/dev/pts/" in line, line
+    assert code not in line and user.password not in line, line
 
 
 def test_sudo_reused_code_is_refused(e2e_users, sudo_grant, installed_daemon):
