@@ -3,7 +3,7 @@ installed pam_twofactor.so and the installed, running twofactord. See e2e.py."""
 import pytest
 
 import twofactor_wire as wire
-from e2e import AuditLog, CODE_PROMPT, WRONG_CODE_MESSAGE, paramiko_login
+from e2e import AuditLog, CODE_PROMPT, WRONG_CODE_MESSAGE, ThrowawaySshd, paramiko_login
 
 pytestmark = pytest.mark.usefixtures("e2e_system_guard")
 
@@ -22,6 +22,28 @@ def login(request, openssh_client):
         return openssh_client.login(server.port, user.name, password, code, command)
 
     return run
+
+
+UNREACHABLE_SOCKET = "socket=/nonexistent/twofactord.sock"
+
+
+@pytest.fixture(scope="module")
+def sshd_daemon_unreachable(installed_daemon):
+    """A throwaway sshd whose module cannot reach any daemon (default failmode: secure)."""
+    server = ThrowawaySshd([UNREACHABLE_SOCKET]).start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def sshd_daemon_unreachable_failmode_open(installed_daemon):
+    server = ThrowawaySshd([UNREACHABLE_SOCKET, "failmode=open"]).start()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 def assert_logged_in(result, user):
@@ -156,6 +178,24 @@ def test_sshd_require_still_lets_enrolled_user_in(login, sshd_require, e2e_users
     result = login(sshd_require, user, user.enrollment.codes.next_code())
     assert_logged_in(result, user)
     assert_asked_password_then_code(result)
+
+
+@pytest.mark.parametrize("login", CLIENTS, indirect=True)
+def test_sshd_refuses_everyone_when_the_daemon_is_unreachable(login, sshd_daemon_unreachable,
+                                                             e2e_users):
+    user = e2e_users()
+    result = login(sshd_daemon_unreachable, user, user.enrollment.codes.next_code())
+    assert_refused(result)
+    assert not result.asked_for_code(), result
+    assert any("Two-factor authentication is unavailable" in text for text in result.messages), result
+
+
+def test_sshd_failmode_open_lets_the_password_through_when_the_daemon_is_unreachable(
+        login, sshd_daemon_unreachable_failmode_open, e2e_users):
+    user = e2e_users()
+    result = login(sshd_daemon_unreachable_failmode_open, user)
+    assert_logged_in(result, user)
+    assert not result.asked_for_code(), result
 
 
 def test_sshd_lockout_after_wrong_codes_until_admin_unlock(login, sshd_default, e2e_users,
