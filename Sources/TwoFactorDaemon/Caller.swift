@@ -28,29 +28,23 @@ public struct Caller: Sendable, Equatable {
     func owns(_ account: String) -> Bool { name != nil && name == account }
 }
 
-/// Resolves uids to names and admin membership through NSS, with a short cache so a login's
-/// connection does not pay a passwd/group lookup each time.
-public final class UserDirectory: @unchecked Sendable {
+/// Resolves uids to names and admin membership through NSS on every request. No cache: a
+/// deleted account's uid can be handed to a new user at once, and a removal from the admin group
+/// must take effect at once. Root, the PAM module's caller, needs no lookup at all.
+public final class UserDirectory: Sendable {
     let adminGroup: String
-    private let lock = NSLock()
-    private var cache: [UInt32: (name: String?, isAdmin: Bool, expires: Date)] = [:]
-    private let lifetime: TimeInterval = 30
+
+    /// Root's login name, for the audit log; uid 0 is never reassigned.
+    static let rootName = passwdEntry(uid: 0)?.name ?? "root"
 
     public init(adminGroup: String) { self.adminGroup = adminGroup }
 
     public func caller(uid: UInt32, gid: UInt32, pid: Int32) -> Caller {
-        lock.lock()
-        if let hit = cache[uid], hit.expires > Date() {
-            lock.unlock()
-            return Caller(uid: uid, gid: gid, pid: pid, name: hit.name, isAdmin: hit.isAdmin)
+        if uid == 0 {
+            return Caller(uid: uid, gid: gid, pid: pid, name: Self.rootName, isAdmin: true)
         }
-        lock.unlock()
         let account = Self.passwdEntry(uid: uid)
         let isAdmin = account.map { isMember(name: $0.name, primaryGroup: $0.gid) } ?? false
-        lock.lock()
-        if cache.count > 1024 { cache.removeAll() }
-        cache[uid] = (account?.name, isAdmin, Date().addingTimeInterval(lifetime))
-        lock.unlock()
         return Caller(uid: uid, gid: gid, pid: pid, name: account?.name, isAdmin: isAdmin)
     }
 
