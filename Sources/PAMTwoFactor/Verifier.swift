@@ -7,8 +7,9 @@ import CPAMShim
 public func twofactorAuthenticate(_ pamh: OpaquePointer?, _ flags: Int32, _ argc: Int32,
                                   _ argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
     guard let pamh else { return PAM_SYSTEM_ERR }
-    var session = Authentication(pamh: pamh, flags: flags,
-                                 options: Options(argc: argc, argv: argv, pamh: pamh))
+    // `flags` is not consulted: PAM_SILENT is deliberately not honoured (see `tell`), and
+    // PAM_DISALLOW_NULL_AUTHTOK does not apply to a second factor.
+    var session = Authentication(pamh: pamh, options: Options(argc: argc, argv: argv, pamh: pamh))
     return session.run()
 }
 
@@ -23,15 +24,12 @@ let incorrectCodeMessage = "Incorrect two-factor authentication code"
 
 struct Authentication {
     let pamh: OpaquePointer
-    let flags: Int32
     let options: Options
     var userPointer: UnsafePointer<CChar>? = nil
 
     /// The user name for log lines, built only when something is logged.
     var userText: String { userPointer.map { printable($0, limit: 64) } ?? "(unknown)" }
 
-    /// PAM_SILENT: the application asked for no informational or error messages.
-    var silent: Bool { flags & Int32(bitPattern: UInt32(PAM_SILENT)) != 0 }
 
     mutating func run() -> Int32 {
         let userStatus = pam_get_user(pamh, &userPointer, nil)
@@ -311,9 +309,9 @@ struct Authentication {
 
     // MARK: Talking
 
-    /// A message to the person, unless the application asked for silence.
+    /// A message to the person. Shown even under PAM_SILENT, which sudo 1.9 always passes: a
+    /// person refused a code, locked out or running out of recovery codes must learn why.
     func tell(_ style: Int32, _ text: String) {
-        if silent { return }
         text.withCString { _ = twofactor_converse(pamh, style, $0, nil) }
     }
 

@@ -17,15 +17,15 @@ def test_sudo_with_password_and_right_code_runs_the_command(e2e_users, sudo_gran
 
 
 def test_sudo_with_wrong_code_is_refused(e2e_users, sudo_grant, installed_daemon):
-    # sudo 1.9.13 always calls pam_authenticate with PAM_SILENT and the module honours it, so
-    # the module's "Incorrect two-factor authentication code" is not shown here: sudo's own
-    # refusal is what the person sees. The daemon's failure count shows the code was judged.
+    # sudo 1.9.13 always calls pam_authenticate with PAM_SILENT; the module still tells the
+    # person why, and the daemon's failure count shows the code was judged.
     user = e2e_users()
     sudo_grant(user.name)
     result = sudo_as(user.name, user.password, user.enrollment.codes.wrong_code())
     assert result.prompts == [f"[sudo] password for {user.name}: ", CODE_PROMPT], result
     assert result.exit_status != 0, result
     assert not result.printed_line("0"), result
+    assert "Incorrect two-factor authentication code" in result.transcript, result
     assert "1 incorrect password attempt" in result.transcript, result
     assert installed_daemon.status(user.name)["failures"] == 1
 
