@@ -30,6 +30,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var ntpSamples = 4
     public var clockWarnThreshold: Double = 10
     public var clockCompensation = true
+    public var clockCompensationMax: Double = 3600
     public var driftLearning = true
     public var driftMaxSteps = 2
 
@@ -40,7 +41,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var clockConfiguration: ClockConfiguration {
         ClockConfiguration(servers: ntpServers, intervalSeconds: ntpInterval, timeoutSeconds: ntpTimeout,
                            samples: ntpSamples, warnThresholdSeconds: clockWarnThreshold,
-                           compensation: clockCompensation)
+                           compensation: clockCompensation, compensationMaxSeconds: clockCompensationMax)
     }
 
     static func hostName() -> String {
@@ -150,6 +151,7 @@ public enum ConfigParser {
             case "ntp_samples": config.ntpSamples = try integer(value, key, 1...64, fail)
             case "clock_warn_threshold": config.clockWarnThreshold = try seconds(value, key, 0.001...86_400, fail)
             case "clock_compensation": config.clockCompensation = try boolean(value, key, fail)
+            case "clock_compensation_max": config.clockCompensationMax = try seconds(value, key, 0...31_622_400, fail)
             case "drift_learning": config.driftLearning = try boolean(value, key, fail)
             case "drift_max_steps": config.driftMaxSteps = try integer(value, key, 0...10, fail)
             default:

@@ -77,6 +77,19 @@ final class ClockVerdictTests: XCTestCase {
                        1_795_951_244)
     }
 
+    func testOffsetsBeyondTheCompensationBoundAreNotCompensated() {
+        let obs = measured(120, at: 1000, localTime: 1_795_951_234)
+        var bounded = config
+        bounded.compensationMaxSeconds = 119
+        XCTAssertEqual(ClockPolicy.verificationTime(obs, configuration: bounded, bootTime: 1010, localTime: 1_795_951_244.7),
+                       1_795_951_244)
+        // The hint still names the offset: the clock is wrong, it just is not trusted that far.
+        XCTAssertEqual(ClockPolicy.suspectOffset(obs, configuration: bounded, bootTime: 1010), 120)
+        bounded.compensationMaxSeconds = 120
+        XCTAssertEqual(ClockPolicy.verificationTime(obs, configuration: bounded, bootTime: 1010, localTime: 1_795_951_244.7),
+                       1_795_951_124)
+    }
+
     func testStaleOrMissingMeasurementMeansLocalTime() {
         let obs = measured(120, at: 1000)
         XCTAssertEqual(ClockPolicy.verificationTime(obs, configuration: config, bootTime: 1000 + 3601, localTime: 5000.2), 5000)

@@ -249,6 +249,7 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertEqual(config.ntpSamples, 4)
         XCTAssertEqual(config.clockWarnThreshold, 10)
         XCTAssertTrue(config.clockCompensation)
+        XCTAssertEqual(config.clockCompensationMax, 3600)
         XCTAssertTrue(config.driftLearning)
         XCTAssertEqual(config.driftMaxSteps, 2)
     }
@@ -278,6 +279,7 @@ final class ConfigAndAuditTests: XCTestCase {
             ntp_samples = 2
             clock_warn_threshold = 5
             clock_compensation = off
+            clock_compensation_max = 600
             drift_learning = false
             drift_max_steps = 0
             """
@@ -289,6 +291,8 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertEqual(config.log, .syslog)
         XCTAssertEqual(config.ntpServers, ["127.0.0.1:12300", "ntp.example.org"])
         XCTAssertFalse(config.clockCompensation)
+        XCTAssertEqual(config.clockCompensationMax, 600)
+        XCTAssertEqual(config.clockConfiguration.compensationMaxSeconds, 600)
         XCTAssertFalse(config.driftLearning)
         XCTAssertEqual(config.driftMaxSteps, 0)
         XCTAssertEqual(try ConfigParser.parse("ntp_servers =\n", file: "x").ntpServers, [])

@@ -84,7 +84,8 @@ public enum ClockPolicy {
     public static func verificationTime(_ observations: ClockObservations, configuration: ClockConfiguration,
                                         bootTime: Double, localTime: Double) -> Int64 {
         if configuration.compensation,
-           let m = usableMeasurement(observations, configuration: configuration, bootTime: bootTime) {
+           let m = usableMeasurement(observations, configuration: configuration, bootTime: bootTime),
+           abs(m.offsetSeconds) <= configuration.compensationMaxSeconds {
             return Int64(m.trueTime(atBootTime: bootTime).rounded(.down))
         }
         return Int64(localTime.rounded(.down))

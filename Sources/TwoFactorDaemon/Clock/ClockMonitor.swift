@@ -51,16 +51,21 @@ public struct ClockConfiguration: Sendable, Equatable {
     public var warnThresholdSeconds: Double
     /// Verify codes against NTP-corrected time.
     public var compensation: Bool
+    /// Largest |offset| compensated. NTP is unauthenticated: an on-path attacker answering with a
+    /// shifted time could otherwise move verification onto any step; beyond this bound the local
+    /// clock is used (and rejections still carry the clock hint).
+    public var compensationMaxSeconds: Double
 
     public init(servers: [String] = ["time1.google.com", "pool.ntp.org"], intervalSeconds: Double = 900,
                 timeoutSeconds: Double = 2, samples: Int = 4, warnThresholdSeconds: Double = 10,
-                compensation: Bool = true) {
+                compensation: Bool = true, compensationMaxSeconds: Double = 3600) {
         self.servers = servers
         self.intervalSeconds = intervalSeconds
         self.timeoutSeconds = timeoutSeconds
         self.samples = samples
         self.warnThresholdSeconds = warnThresholdSeconds
         self.compensation = compensation
+        self.compensationMaxSeconds = compensationMaxSeconds
     }
 
     /// Smallest values the monitor uses whatever the configuration says (tests use 1 s intervals).
@@ -85,6 +90,9 @@ public struct ClockConfiguration: Sendable, Equatable {
         }
         if !(warnThresholdSeconds > 0 && warnThresholdSeconds.isFinite) {
             found.append("clock_warn_threshold must be a positive number of seconds")
+        }
+        if !(compensationMaxSeconds >= 0 && compensationMaxSeconds <= 86_400 * 366) {
+            found.append("clock_compensation_max must be between 0 and 31622400 seconds")
         }
         return found
     }
