@@ -4,6 +4,9 @@ import CPAMShim
 struct LinkFailure: Error {
     var what: StaticString
     var errnum: Int32 = 0
+    /// Something answered, but not usably. failmode=open never lets such a login through: a
+    /// daemon that answers is reachable, and an answer (busy, say) may be provoked by anyone.
+    var answered = false
 }
 
 /// One request and its answer over a fresh Unix-socket connection, all within `timeoutSeconds`
@@ -33,7 +36,7 @@ enum DaemonLink {
             length = try WireMessage.payloadLength(header: [header.0, header.1, header.2, header.3],
                                                    limit: maxResponseLength)
         } catch {
-            throw LinkFailure(what: "a malformed answer (bad frame length)")
+            throw LinkFailure(what: "a malformed answer (bad frame length)", answered: true)
         }
         var payload = [UInt8](repeating: 0, count: length)
         try payload.withUnsafeMutableBufferPointer { (buffer) throws(LinkFailure) in
@@ -43,10 +46,10 @@ enum DaemonLink {
         do {
             message = try WireMessage.decode(payload: payload)
         } catch {
-            throw LinkFailure(what: "a malformed answer (bad fields)")
+            throw LinkFailure(what: "a malformed answer (bad fields)", answered: true)
         }
         if message.version != WireProtocol.version {
-            throw LinkFailure(what: "an answer in another protocol version")
+            throw LinkFailure(what: "an answer in another protocol version", answered: true)
         }
         return message
     }

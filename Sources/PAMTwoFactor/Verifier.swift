@@ -32,11 +32,22 @@ struct Authentication {
 
 
     mutating func run() -> Int32 {
-        let userStatus = pam_get_user(pamh, &userPointer, nil)
+        var typedUser: UnsafePointer<CChar>? = nil
+        let userStatus = pam_get_user(pamh, &typedUser, nil)
         guard userStatus == PAM_SUCCESS else {
             debug("could not get the user name (PAM status \(userStatus))")
             return userStatus
         }
+        guard let typedUser else { return PAM_USER_UNKNOWN }
+        // The daemon knows accounts by their passwd name. PAM_USER is what the client typed,
+        // which NSS may resolve case-insensitively or from an alias (SSSD, winbind): "ALICE"
+        // must not be a different, unenrolled account than "alice".
+        guard let canonical = passwdName(typedUser) else {
+            log(pamh, LOG_NOTICE, "no such user: \(printable(typedUser, limit: 64))")
+            return PAM_USER_UNKNOWN
+        }
+        defer { free(canonical) }
+        userPointer = UnsafePointer(canonical)
         guard let userPointer else { return PAM_USER_UNKNOWN }
         let user = cStringBytes(userPointer)
         guard user.count > 0, user.count <= maxFieldLength else {
@@ -136,24 +147,28 @@ struct Authentication {
     }
 
     func unexpected(_ answer: WireMessage, operation: StaticString) -> Int32 {
-        return unavailable(LinkFailure(what: "an unexpected answer"),
+        return unavailable(LinkFailure(what: "an unexpected answer", answered: true),
                            detail: " (status \(answer.code) to \(operation))")
     }
 
-    /// The daemon gave no usable answer: failmode decides.
+    /// The daemon gave no usable answer. failmode=open lets the login continue only when the
+    /// daemon could not be reached or did not answer in time, never after an unusable answer.
     func unavailable(_ failure: LinkFailure, detail: String = "") -> Int32 {
-        let consequence = options.failMode == .secure
-            ? "refusing user \(userText) (failmode=secure)"
-            : "WARNING: letting user \(userText) continue without two-factor authentication (failmode=open)"
+        let failOpen = options.failMode == .open && !failure.answered
+        let consequence = failOpen
+            ? "WARNING: letting user \(userText) continue without two-factor authentication (failmode=open)"
+            : options.failMode == .secure
+                ? "refusing user \(userText) (failmode=secure)"
+                : "refusing user \(userText) (failmode=open covers only an unreachable daemon)"
         let path = printable(options.socketPath, limit: 120)
         let message = "twofactord at \(path) gave no usable answer: \(failure.what)\(detail); \(consequence)"
-        let priority = options.failMode == .secure ? LOG_ERR : LOG_WARNING
+        let priority = failOpen ? LOG_WARNING : LOG_ERR
         if failure.errnum != 0 {
             message.withCString { twofactor_syslog_errno(pamh, priority, $0, failure.errnum) }
         } else {
             log(pamh, priority, message)
         }
-        if options.failMode == .open { return PAM_IGNORE }
+        if failOpen { return PAM_IGNORE }
         tell(PAM_ERROR_MSG, "Two-factor authentication is unavailable right now; try again later.")
         return PAM_AUTHINFO_UNAVAIL
     }
@@ -318,6 +333,27 @@ struct Authentication {
     func debug(_ text: @autoclosure () -> String) {
         if options.debug { log(pamh, LOG_DEBUG, text()) }
     }
+}
+
+/// The passwd name NSS gives `typed` (a malloc'd copy for the caller to free), or nil when there
+/// is no such user. getpwnam_r rather than pam_modutil_getpwnam, which keeps its result as PAM
+/// data on the handle and needs the handle to be inside a pam_authenticate call.
+func passwdName(_ typed: UnsafePointer<CChar>) -> UnsafeMutablePointer<CChar>? {
+    var size = 4096
+    while size <= 1 << 20 {
+        let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
+        defer { buffer.deallocate() }
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>? = nil
+        let status = getpwnam_r(typed, &entry, buffer, size, &result)
+        if status == ERANGE {
+            size *= 4
+            continue
+        }
+        guard status == 0, result != nil, let name = entry.pw_name else { return nil }
+        return strdup(name)
+    }
+    return nil
 }
 
 /// Obviously not a code: empty, longer than any code, or anything but printable ASCII (control

@@ -376,6 +376,8 @@ def frame(code, fields=(), version=wire.VERSION):
     return wire.encode_frame(code, fields, version=version)
 
 
+# Answers that arrive but are unusable: refused even with failmode=open, which covers only a
+# daemon that cannot be reached or does not answer (a `busy` can be provoked by any local user).
 UNEXPECTED_ANSWERS = {
     "internal-error": frame(0x24),
     "bad-request": frame(0x21, {"message": "no"}),
@@ -387,14 +389,26 @@ UNEXPECTED_ANSWERS = {
     "huge-length": struct.pack(">I", 0x7fffffff) + b"\x01\x02",
     "short-length": struct.pack(">I", 1) + b"\x01",
     "field-past-end": struct.pack(">I", 6) + bytes([1, 2, 0x13, 0xff, 0xff, 0x41]),
+}
+# The daemon went away mid-answer: as unreachable as a missing socket.
+NO_ANSWER = {
     "truncated-payload": struct.pack(">I", 50) + b"\x01\x02",
     "closed-without-answer": b"",
 }
 
 
 @pytest.mark.parametrize("name", sorted(UNEXPECTED_ANSWERS))
-def test_unexpected_answers_count_as_unavailable(pam_service, user, broken_peer, name):
+def test_unexpected_answers_are_refused_whatever_the_failmode(pam_service, user, broken_peer, name):
     peer = broken_peer(reply=UNEXPECTED_ANSWERS[name])
+    secure = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2")), user.name, [])
+    assert secure.outcome == "authinfo_unavail", secure
+    opened = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2 failmode=open")), user.name, [])
+    assert opened.outcome == "authinfo_unavail", opened
+
+
+@pytest.mark.parametrize("name", sorted(NO_ANSWER))
+def test_no_answer_counts_as_unavailable(pam_service, user, broken_peer, name):
+    peer = broken_peer(reply=NO_ANSWER[name])
     secure = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2")), user.name, [])
     assert secure.outcome == "authinfo_unavail", secure
     opened = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2 failmode=open")), user.name, [])
@@ -815,3 +829,20 @@ def test_wrong_code_with_a_bad_server_clock_hints_at_the_clock(daemon_factory, u
         assert 110 <= int(match.group(1)) <= 130, run
     finally:
         ntp.close()
+
+
+def test_the_daemon_is_asked_about_the_passwd_name_not_what_was_typed(pam_service, daemon, enrolled):
+    """NSS may resolve another spelling (case, alias) to the same account; the module asks the
+    daemon about the passwd name, and a typed name with no passwd entry is refused, never
+    waved through as "not enrolled". Here PAM_IGNORE would let the stack succeed."""
+    service = pam_service([f"auth required {PAM_MODULE} socket={daemon.socket}",
+                           "auth required pam_permit.so",
+                           "account required pam_permit.so"])
+    typed = enrolled.user.upper()
+    refused = pamtester(service, typed, [])
+    output = (refused.stdout + refused.stderr).decode("utf-8", "replace")
+    assert refused.returncode == 1, output
+    assert OUTCOMES["ignore"] in output, output  # PAM_USER_UNKNOWN's text
+    assert "Two-factor" not in output, output  # no code was asked for a name with no account
+    logged_in = pamtester(service, enrolled.user, [enrolled.code(steps_ahead=1)])
+    assert logged_in.returncode == 0, logged_in

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
