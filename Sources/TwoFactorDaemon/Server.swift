@@ -22,16 +22,38 @@ struct PeerCredentials: Sendable {
 final class ServerCounters: @unchecked Sendable {
     private let lock = NSLock()
     private var connections = 0
+    private var connectionsByUser: [UInt32: Int] = [:]
+    private var rootConnections = 0
     private var turnedAway = 0
     private var requests = 0
 
-    func acquireConnection(limit: Int) -> Bool {
+    /// Admits a connection from `uid`. Root (sshd, sudo, login) has slots of its own, so no local
+    /// user can crowd logins out; every other user holds at most `perUserLimit` of the shared
+    /// `limit`, so one user cannot take them all from the others either.
+    func acquireConnection(uid: UInt32, limits: ServerSettings) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        guard connections < limit else { return false }
+        if uid == 0 {
+            guard rootConnections < limits.rootConnections else { return false }
+            rootConnections += 1
+            return true
+        }
+        let held = connectionsByUser[uid, default: 0]
+        guard connections < limits.maxConnections, held < limits.connectionsPerUser else { return false }
         connections += 1
+        connectionsByUser[uid] = held + 1
         return true
     }
-    func releaseConnection() { lock.lock(); connections -= 1; lock.unlock() }
+
+    func releaseConnection(uid: UInt32) {
+        lock.lock(); defer { lock.unlock() }
+        if uid == 0 {
+            rootConnections -= 1
+            return
+        }
+        connections -= 1
+        let held = connectionsByUser[uid, default: 1] - 1
+        connectionsByUser[uid] = held > 0 ? held : nil
+    }
 
     /// Connections being told `busy` are bounded too, so a flood cannot exhaust descriptors.
     func acquireTurnedAway(limit: Int) -> Bool {
@@ -104,7 +126,8 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     static let maxQueuedRequests = 16
 
-    private let caller: Caller
+    private let peer: PeerCredentials
+    private let directory: UserDirectory
     private let processor: RequestProcessor
     private let counters: ServerCounters
     private let readTimeout: TimeAmount
@@ -116,8 +139,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var inputClosed = false
     private var timeout: Scheduled<Void>?
 
-    init(caller: Caller, processor: RequestProcessor, counters: ServerCounters, readTimeout: TimeAmount) {
-        self.caller = caller
+    init(peer: PeerCredentials, directory: UserDirectory, processor: RequestProcessor, counters: ServerCounters,
+         readTimeout: TimeAmount) {
+        self.peer = peer
+        self.directory = directory
         self.processor = processor
         self.counters = counters
         self.readTimeout = readTimeout
@@ -195,6 +220,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         processing = true
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        // Resolved for each request, not once per connection: a connection may outlive the
+        // caller's admin-group membership, or the account itself.
+        let caller = directory.caller(uid: peer.uid, gid: peer.gid, pid: peer.pid)
         processor.handle(request, caller: caller) { answer in
             eventLoop.execute { loopBound.value.finish(answer) }
         }
@@ -266,8 +294,19 @@ final class BusyHandler: ChannelInboundHandler {
 }
 
 public struct ServerSettings: Sendable {
+    /// Connections shared by all non-root callers.
     public var maxConnections: Int
     public var readTimeout: Double
+
+    public init(maxConnections: Int, readTimeout: Double) {
+        self.maxConnections = maxConnections
+        self.readTimeout = readTimeout
+    }
+
+    /// What one non-root user may hold of the shared connections.
+    public var connectionsPerUser: Int { min(8, maxConnections) }
+    /// Root's own connections, beside the shared ones.
+    public var rootConnections: Int { 4 * maxConnections }
 }
 
 /// Builds the NIO server bootstrap shared by the bound and the adopted socket.
@@ -280,22 +319,24 @@ enum ServerFactory {
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                if !counters.acquireConnection(limit: settings.maxConnections) {
-                    guard counters.acquireTurnedAway(limit: settings.maxConnections + 16) else { return channel.close() }
-                    channel.closeFuture.whenComplete { _ in counters.releaseTurnedAway() }
-                    return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(BusyHandler())
-                    }
-                }
-                channel.closeFuture.whenComplete { _ in counters.releaseConnection() }
                 guard let provider = channel as? SocketOptionProvider else { return channel.close() }
                 let credentials: EventLoopFuture<PeerCredentials> =
                     provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SO_PEERCRED)
                 return credentials.flatMapThrowing { peer in
-                    let caller = directory.caller(uid: peer.uid, gid: peer.gid, pid: peer.pid)
+                    guard counters.acquireConnection(uid: peer.uid, limits: settings) else {
+                        guard counters.acquireTurnedAway(limit: settings.maxConnections + 16) else {
+                            channel.close(promise: nil)
+                            return
+                        }
+                        channel.closeFuture.whenComplete { _ in counters.releaseTurnedAway() }
+                        try channel.pipeline.syncOperations.addHandler(BusyHandler())
+                        return
+                    }
+                    channel.closeFuture.whenComplete { _ in counters.releaseConnection(uid: peer.uid) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(caller: caller, processor: processor, counters: counters, readTimeout: timeout))
+                        ConnectionHandler(peer: peer, directory: directory, processor: processor, counters: counters,
+                                          readTimeout: timeout))
                 }
             }
     }

@@ -4,11 +4,15 @@ Requests are made from forked children that dropped to a throwaway user's uid, s
 SO_PEERCRED sees a real non-root identity. Run as root:
     TWOFACTORD=.build/debug/twofactord /usr/bin/python3 -m pytest Tests/integration/test_daemon.py
 """
+import grp
+import json
+import os
 import subprocess
 import time
 
 import pytest
 
+import twofactor_wire as wire
 from helpers import ThrowawayGroup, totp
 
 
@@ -156,3 +160,111 @@ def test_uid_without_passwd_entry_owns_nothing(daemon):
     assert daemon.request("verify", {"user": "54321", "code": "123456"}, as_uid=ghost, as_gid=ghost).status \
         == "permissionDenied"
     assert f"by=?(uid={ghost}) result=denied" in daemon.log()
+
+
+def _hold_connections_as(socket_path, uid, gid, count, request_fields):
+    """Forks a child that drops to uid/gid, opens `count` connections and asks `check` on each.
+    Returns (the child's pid, the statuses it saw, a pipe to release it)."""
+    results_read, results_write = os.pipe()
+    release_read, release_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(results_read)
+            os.close(release_write)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            held, seen = [], []
+            for _ in range(count):
+                sock = wire.connect(socket_path, timeout=5)
+                held.append(sock)
+                sock.sendall(wire.encode_frame(wire.OP["check"], request_fields))
+                try:
+                    seen.append(wire.read_response(sock).status)
+                except (ConnectionError, OSError) as error:
+                    seen.append(f"closed: {error}")
+            os.write(results_write, json.dumps(seen).encode())
+            os.close(results_write)
+            os.read(release_read, 1)  # keep the connections until the parent is done
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(results_write)
+    os.close(release_read)
+    data = b""
+    while True:
+        chunk = os.read(results_read, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(results_read)
+    return pid, json.loads(data or b"[]"), release_write
+
+
+def test_one_user_cannot_crowd_out_logins_or_other_users(daemon_factory, make_user):
+    """A local user hoarding connections gets `busy` past its own share; root (sshd, sudo) and
+    other users are still served."""
+    daemon = daemon_factory(max_connections=10, read_timeout=30)
+    hoarder, other = make_user(), make_user()
+    pid, seen, release = _hold_connections_as(daemon.socket, hoarder.uid, hoarder.gid, 12,
+                                              {"user": hoarder.name})
+    try:
+        assert seen[:8] == ["notEnrolled"] * 8, seen
+        assert all(s != "notEnrolled" for s in seen[8:]), seen
+        assert "busy" in seen[8:], seen
+        # Root, as sshd and sudo run, is served while the hoarder holds its share.
+        assert daemon.request("check", {"user": other.name}).status == "notEnrolled"
+        # So is another user, from the shared slots the hoarder could not take.
+        answer = daemon.request("check", {"user": other.name}, as_uid=other.uid, as_gid=other.gid)
+        assert answer.status == "notEnrolled", answer
+    finally:
+        os.write(release, b"x")
+        os.close(release)
+        os.waitpid(pid, 0)
+
+
+def test_admin_rights_are_checked_on_every_request_of_a_connection(daemon_factory, make_user):
+    """Removing someone from the admin group takes effect on connections already open."""
+    group = ThrowawayGroup()
+    try:
+        daemon = daemon_factory(admin_group=group.name, read_timeout=30)
+        admin = make_user(groups=[group.name])
+        victim = make_user()
+        read_end, write_end = os.pipe()
+        go_read, go_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(read_end)
+                os.close(go_write)
+                os.setgroups([group.gid])
+                os.setgid(admin.gid)
+                os.setuid(admin.uid)
+                with wire.connect(daemon.socket, timeout=10) as sock:
+                    seen = []
+                    for _ in range(2):
+                        sock.sendall(wire.encode_frame(wire.OP["status"], {"user": victim.name}))
+                        seen.append(wire.read_response(sock).status)
+                        os.write(write_end, (seen[-1] + "\n").encode())
+                        os.read(go_read, 1)  # wait for the parent between the two requests
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        os.close(go_read)
+        reader = os.fdopen(read_end)
+        assert reader.readline().strip() == "ok"
+        subprocess.run(["gpasswd", "-d", admin.name, group.name], check=True, capture_output=True)
+        assert admin.name not in grp.getgrnam(group.name).gr_mem
+        os.write(go_write, b"x")
+        assert reader.readline().strip() == "permissionDenied"
+        os.write(go_write, b"x")
+        reader.close()
+        os.close(go_write)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+    finally:
+        group.remove()
