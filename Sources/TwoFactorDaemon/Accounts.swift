@@ -164,13 +164,29 @@ public struct AccountRules: Sendable {
         return outcome
     }
 
+    /// Opens the sealed secret, matches `digits` and wipes the secret. The TOTP value that shares
+    /// the secret's buffer lives only inside `match`, so the wipe happens in place rather than on
+    /// a copy (which would leave the secret in freed memory).
+    private func matchCode(_ digits: String, sealed: [UInt8], account: String, parameters: OTPParameters,
+                           at time: Int64, driftSteps: Int64) throws -> TOTPMatch? {
+        var secret = try keys.openSecret(sealed, account: account)
+        let found = Self.match(digits, secret: secret, parameters: parameters, at: time, window: policy.window,
+                               driftSteps: driftSteps)
+        ConstantTime.zero(&secret)
+        return found
+    }
+
+    private static func match(_ digits: String, secret: [UInt8], parameters: OTPParameters, at time: Int64,
+                              window: Int, driftSteps: Int64) -> TOTPMatch? {
+        TOTP(secret: secret, parameters: parameters).match(code: digits, at: time, window: window, driftSteps: driftSteps)
+    }
+
     private func checkTOTP(_ digits: String, account: inout AccountRecord, enrollment: EnrollmentRecord,
                            _ moment: Moment) throws -> VerifyOutcome {
-        var secret = try keys.openSecret(enrollment.sealedSecret, account: account.name)
-        defer { ConstantTime.zero(&secret) }
-        let totp = TOTP(secret: secret, parameters: try parameters(of: enrollment))
         let centre = policy.driftLearning ? account.driftSteps : 0
-        guard let match = totp.match(code: digits, at: moment.otpTime, window: policy.window, driftSteps: centre) else {
+        guard let match = try matchCode(digits, sealed: enrollment.sealedSecret, account: account.name,
+                                        parameters: try parameters(of: enrollment), at: moment.otpTime,
+                                        driftSteps: centre) else {
             return VerifyOutcome(.wrongCode, .wrongCode)
         }
         if let last = account.lastStep, match.step <= last {
@@ -257,11 +273,10 @@ public struct AccountRules: Sendable {
         guard case .totp(let digits) = CodeInput.classify(code, digits: pending.digits) else {
             return .refused(.wrongCode, "invalid-code")
         }
-        var secret = try keys.openSecret(pending.sealedSecret, account: user)
-        defer { ConstantTime.zero(&secret) }
-        let totp = TOTP(secret: secret, parameters: try parameters(of: pending))
         // A wrong code here does not count toward a lockout: nothing is protected yet.
-        guard let match = totp.match(code: digits, at: moment.otpTime, window: policy.window) else {
+        guard let match = try matchCode(digits, sealed: pending.sealedSecret, account: user,
+                                        parameters: try parameters(of: pending), at: moment.otpTime,
+                                        driftSteps: 0) else {
             return .refused(.wrongCode, "wrong-code")
         }
         var confirmed = pending
