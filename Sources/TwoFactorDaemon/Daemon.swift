@@ -83,26 +83,24 @@ public final class Daemon: @unchecked Sendable {
 
         let server: Channel
         var createdSocketPath: String?
+        var createdSocketIdentity: [Int64]?
         do {
             if let adopted = try Self.adoptedSocket() {
                 server = try bootstrap.withBoundSocket(adopted).wait()
             } else {
                 try prepareSocketPath()
-                // Create the socket with its final mode, so no client ever finds it narrower.
-                // (The bind runs on an event loop thread: restore the mask only after it is done.)
-                let previousMask = umask(mode_t(~config.socketMode & 0o777))
-                defer { umask(previousMask) }
-                server = try bootstrap.bind(unixDomainSocketPath: config.socket).wait()
+                // Bound here rather than by NIO, which unlinks the path when the channel closes,
+                // even if a newer daemon has put its own socket there since.
+                let fd = try Self.listeningSocket(path: config.socket, mode: Int(config.socketMode))
                 createdSocketPath = config.socket
-                guard chmod(config.socket, mode_t(config.socketMode)) == 0 else {
-                    throw DaemonExit.failure("cannot set mode of \(config.socket): \(String(cString: strerror(errno)))")
-                }
+                createdSocketIdentity = Self.fileIdentity(config.socket)
+                server = try bootstrap.withBoundSocket(fd).wait()
             }
         } catch {
             clock.stop()
             store.close()
             try? group.syncShutdownGracefully()
-            if let createdSocketPath { unlink(createdSocketPath) }
+            if let createdSocketPath { Self.removeSocket(createdSocketPath, ifStill: createdSocketIdentity) }
             if let exit = error as? DaemonExit { throw exit }
             throw .failure("cannot listen on \(config.socket): \(error)")
         }
@@ -123,7 +121,7 @@ public final class Daemon: @unchecked Sendable {
         clock.stop()
         store.close()
         for source in sources { source.cancel() }
-        if let createdSocketPath { unlink(createdSocketPath) }
+        if let createdSocketPath { Self.removeSocket(createdSocketPath, ifStill: createdSocketIdentity) }
         audit.write("stop reason=\(stop.reason ?? "closed")")
         return 0
     }
@@ -166,6 +164,47 @@ public final class Daemon: @unchecked Sendable {
         if Self.someoneListens(on: path) {
             throw DaemonExit.failure("another daemon is already listening on \(path)")
         }
+        unlink(path)
+    }
+
+    /// A listening Unix socket at `path`, created with its final mode so no client ever finds it
+    /// narrower.
+    static func listeningSocket(path: String, mode: Int) throws(DaemonExit) -> Int32 {
+        guard var address = unixAddress(path) else { throw .failure("socket path too long: \(path)") }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .failure("socket: \(String(cString: strerror(errno)))") }
+        let previousMask = umask(mode_t(~mode & 0o777))
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        let bindError = errno
+        umask(previousMask)
+        guard bound == 0 else {
+            close(fd)
+            throw .failure("cannot bind \(path): \(String(cString: strerror(bindError)))")
+        }
+        guard chmod(path, mode_t(mode)) == 0, listen(fd, 256) == 0 else {
+            let error = errno
+            close(fd)
+            unlink(path)
+            throw .failure("cannot listen on \(path): \(String(cString: strerror(error)))")
+        }
+        return fd
+    }
+
+    /// Device, inode and change time of `path`, to recognise our own socket file later (an inode
+    /// number alone is reused at once when a file is replaced).
+    static func fileIdentity(_ path: String) -> [Int64]? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return [Int64(bitPattern: UInt64(info.st_dev)), Int64(bitPattern: UInt64(info.st_ino)),
+                Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec)]
+    }
+
+    /// Removes the socket file we created, unless it has since been replaced (a newer daemon
+    /// listening there must keep its socket).
+    static func removeSocket(_ path: String, ifStill identity: [Int64]?) {
+        guard let identity, let current = fileIdentity(path), current == identity else { return }
         unlink(path)
     }
 

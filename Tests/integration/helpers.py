@@ -79,6 +79,7 @@ class Daemon:
         }
         self.config.update({k: ("yes" if v is True else "no" if v is False else v)
                             for k, v in (overrides or {}).items()})
+        self.socket = self.config["socket"]
         self.process = None
         self._log_file = None
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import twofactor_wire as wire
-from helpers import ThrowawayGroup, totp
+from helpers import TWOFACTORD, Daemon, ThrowawayGroup, totp
 
 
 @pytest.fixture
@@ -268,3 +268,30 @@ def test_admin_rights_are_checked_on_every_request_of_a_connection(daemon_factor
         assert status == 0
     finally:
         group.remove()
+
+
+def test_a_stopping_daemon_leaves_a_newer_daemons_socket_alone(daemon_factory):
+    """An old daemon shutting down must not unlink the socket a newer one now listens on."""
+    first = daemon_factory()
+    os.unlink(first.socket)  # as if the file had been replaced by a new start
+    second = daemon_factory(socket=first.socket)
+    assert first.stop() == 0
+    assert os.path.exists(second.socket)
+    assert second.request("check", {"user": "root"}).status == "notEnrolled"
+    # And the daemon still removes its own socket when nobody replaced it.
+    assert second.stop() == 0
+    assert not os.path.exists(second.socket)
+
+
+def test_a_second_daemon_refuses_a_socket_someone_listens_on(daemon_factory, tmp_path):
+    first = daemon_factory()
+    second = Daemon(tmp_path, {"socket": first.socket})
+    try:
+        second.write_config()
+        result = subprocess.run([TWOFACTORD, "--config", second.config_path],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode != 0
+        assert "already listening" in result.stderr, result.stderr
+    finally:
+        second.destroy()
+    assert first.request("check", {"user": "root"}).status == "notEnrolled"
