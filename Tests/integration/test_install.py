@@ -118,3 +118,24 @@ def test_installing_again_on_the_system_keeps_config_key_and_service(built):
     assert stat.S_IMODE(confdir.st_mode) == 0o1770, oct(confdir.st_mode)
     assert stat.S_IMODE(os.stat("/var/lib/twofactor").st_mode) == 0o700
     assert answers()
+
+
+@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="systemd manages the daemon here")
+def test_restart_after_an_upgrade_replaces_the_running_daemon(built):
+    """After an upgrade the running binary shows as "(deleted)"; restart must still stop it
+    rather than start a second daemon beside it."""
+    pidfile = "/run/twofactor/twofactord.pid"
+    with open(pidfile) as f:
+        old = int(f.read())
+    assert run([INSTALL, "--no-build"]).returncode == 0
+    assert os.readlink(f"/proc/{old}/exe").endswith("(deleted)")
+    restarted = run([os.path.join(ROOT, "scripts", "daemon-service"), "restart"])
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    with open(pidfile) as f:
+        new = int(f.read())
+    assert new != old
+    assert not os.path.exists(f"/proc/{old}"), "the old daemon is still running"
+    daemons = subprocess.run(["pgrep", "-f", "^/usr/local/sbin/twofactord --config /etc/twofactor/twofactord.conf"],
+                             capture_output=True, text=True).stdout.split()
+    assert daemons == [str(new)], daemons
+    assert wire.request(SOCKET, "check", {"user": "root"}).status in ("enrolled", "notEnrolled")
