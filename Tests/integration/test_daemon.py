@@ -163,44 +163,28 @@ def test_uid_without_passwd_entry_owns_nothing(daemon):
 
 
 def _hold_connections_as(socket_path, uid, gid, count, request_fields):
-    """Forks a child that drops to uid/gid, opens `count` connections and asks `check` on each.
-    Returns (the child's pid, the statuses it saw, a pipe to release it)."""
-    results_read, results_write = os.pipe()
+    """A child, as uid/gid, opens `count` connections and asks `check` on each, then keeps them
+    open. Returns (its pid, the statuses it saw, a pipe to write to when it may let go)."""
     release_read, release_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(results_read)
-            os.close(release_write)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            held, seen = [], []
-            for _ in range(count):
-                sock = wire.connect(socket_path, timeout=5)
-                held.append(sock)
-                sock.sendall(wire.encode_frame(wire.OP["check"], request_fields))
-                try:
-                    seen.append(wire.read_response(sock).status)
-                except (ConnectionError, OSError) as error:
-                    seen.append(f"closed: {error}")
-            os.write(results_write, json.dumps(seen).encode())
-            os.close(results_write)
-            os.read(release_read, 1)  # keep the connections until the parent is done
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(results_write)
+
+    def hold(out):
+        os.close(release_write)
+        held, seen = [], []
+        for _ in range(count):
+            sock = wire.connect(socket_path, timeout=5)
+            held.append(sock)
+            sock.sendall(wire.encode_frame(wire.OP["check"], request_fields))
+            try:
+                seen.append(wire.read_response(sock).status)
+            except (ConnectionError, OSError) as error:
+                seen.append(f"closed: {error}")
+        os.write(out, json.dumps(seen).encode())
+        os.close(out)
+        os.read(release_read, 1)  # keep the connections until the parent is done
+
+    pid, results = wire.fork_as(uid, gid, (), hold)
     os.close(release_read)
-    data = b""
-    while True:
-        chunk = os.read(results_read, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(results_read)
-    return pid, json.loads(data or b"[]"), release_write
+    return pid, json.loads(wire.read_all(results) or b"[]"), release_write
 
 
 def test_one_user_cannot_crowd_out_logins_or_other_users(daemon_factory, make_user):
@@ -232,28 +216,17 @@ def test_admin_rights_are_checked_on_every_request_of_a_connection(daemon_factor
         daemon = daemon_factory(admin_group=group.name, read_timeout=30)
         admin = make_user(groups=[group.name])
         victim = make_user()
-        read_end, write_end = os.pipe()
         go_read, go_write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                os.close(read_end)
-                os.close(go_write)
-                os.setgroups([group.gid])
-                os.setgid(admin.gid)
-                os.setuid(admin.uid)
-                with wire.connect(daemon.socket, timeout=10) as sock:
-                    seen = []
-                    for _ in range(2):
-                        sock.sendall(wire.encode_frame(wire.OP["status"], {"user": victim.name}))
-                        seen.append(wire.read_response(sock).status)
-                        os.write(write_end, (seen[-1] + "\n").encode())
-                        os.read(go_read, 1)  # wait for the parent between the two requests
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
+
+        def ask_twice(out):
+            os.close(go_write)
+            with wire.connect(daemon.socket, timeout=10) as sock:
+                for _ in range(2):
+                    sock.sendall(wire.encode_frame(wire.OP["status"], {"user": victim.name}))
+                    os.write(out, (wire.read_response(sock).status + "\n").encode())
+                    os.read(go_read, 1)  # wait for the parent between the two requests
+
+        pid, read_end = wire.fork_as(admin.uid, admin.gid, [group.gid], ask_twice)
         os.close(go_read)
         reader = os.fdopen(read_end)
         assert reader.readline().strip() == "ok"

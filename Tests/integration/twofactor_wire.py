@@ -170,32 +170,47 @@ def request(socket_path, op, fields=(), timeout=10, as_uid=None, as_gid=None, gr
     return _as_other_uid(socket_path, frame, timeout, as_uid, as_gid, groups)
 
 
-def _as_other_uid(socket_path, frame, timeout, uid, gid, groups):
+def fork_as(uid, gid, groups, body):
+    """Runs body(write_fd) in a forked child that has dropped to uid/gid/groups for good, so
+    SO_PEERCRED sees that identity. Returns (child pid, read end of the pipe body writes to);
+    the caller reads until EOF and reaps the child with os.waitpid."""
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: drop privileges for good, then ask
+    if pid == 0:
         status = 1
         try:
             os.close(read_end)
             os.setgroups(list(groups))
             os.setgid(gid if gid is not None else uid)
             os.setuid(uid)
-            with connect(socket_path, timeout) as sock:
-                sock.sendall(frame)
-                length = struct.unpack(">I", _recv_exactly(sock, 4))[0]
-                payload = _recv_exactly(sock, length)
-            os.write(write_end, payload)
+            body(write_end)
             status = 0
         finally:
             os._exit(status)
     os.close(write_end)
-    payload = b""
+    return pid, read_end
+
+
+def read_all(fd):
+    data = b""
     while True:
-        chunk = os.read(read_end, 65536)
+        chunk = os.read(fd, 65536)
         if not chunk:
             break
-        payload += chunk
-    os.close(read_end)
+        data += chunk
+    os.close(fd)
+    return data
+
+
+def _as_other_uid(socket_path, frame, timeout, uid, gid, groups):
+    def ask(out):
+        with connect(socket_path, timeout) as sock:
+            sock.sendall(frame)
+            length = struct.unpack(">I", _recv_exactly(sock, 4))[0]
+            os.write(out, _recv_exactly(sock, length))
+
+    pid, results = fork_as(uid, gid, groups, ask)
+    payload = read_all(results)
     _, status = os.waitpid(pid, 0)
     if status != 0:
         raise ConnectionError(f"request as uid {uid} failed (child status {status})")
