@@ -62,8 +62,7 @@ struct Authentication {
         }
         let checkAnswer: WireMessage
         do {
-            checkAnswer = try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
-                                                  frame: check.bytes, timeoutSeconds: options.timeoutSeconds)
+            checkAnswer = try ask(check)
         } catch {
             return unavailable(error)
         }
@@ -94,12 +93,17 @@ struct Authentication {
         }
         let answer: WireMessage
         do {
-            answer = try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
-                                             frame: request.bytes, timeoutSeconds: options.timeoutSeconds)
+            answer = try ask(request)
         } catch {
             return unavailable(error)
         }
         return judge(answer)
+    }
+
+    /// One request to the daemon at the configured socket, within the configured timeout.
+    func ask(_ request: borrowing SecretBytes) throws(LinkFailure) -> WireMessage {
+        try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
+                                frame: request.bytes, timeoutSeconds: options.timeoutSeconds)
     }
 
     // MARK: Outcomes

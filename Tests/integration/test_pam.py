@@ -397,22 +397,19 @@ NO_ANSWER = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(UNEXPECTED_ANSWERS))
-def test_unexpected_answers_are_refused_whatever_the_failmode(pam_service, user, broken_peer, name):
-    peer = broken_peer(reply=UNEXPECTED_ANSWERS[name])
+# name -> (the peer's reply, the outcome under failmode=open); failmode=secure always refuses.
+BROKEN_PEERS = {**{name: (reply, "authinfo_unavail") for name, reply in UNEXPECTED_ANSWERS.items()},
+                **{name: (reply, "ignore") for name, reply in NO_ANSWER.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_PEERS))
+def test_broken_daemon_answers_under_each_failmode(pam_service, user, broken_peer, name):
+    reply, open_outcome = BROKEN_PEERS[name]
+    peer = broken_peer(reply=reply)
     secure = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2")), user.name, [])
     assert secure.outcome == "authinfo_unavail", secure
     opened = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2 failmode=open")), user.name, [])
-    assert opened.outcome == "authinfo_unavail", opened
-
-
-@pytest.mark.parametrize("name", sorted(NO_ANSWER))
-def test_no_answer_counts_as_unavailable(pam_service, user, broken_peer, name):
-    peer = broken_peer(reply=NO_ANSWER[name])
-    secure = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2")), user.name, [])
-    assert secure.outcome == "authinfo_unavail", secure
-    opened = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2 failmode=open")), user.name, [])
-    assert opened.outcome == "ignore", opened
+    assert opened.outcome == open_outcome, opened
 
 
 # --- what people type ---------------------------------------------------------------------------
