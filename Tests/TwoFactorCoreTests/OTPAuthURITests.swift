@@ -132,14 +132,29 @@ final class OTPAuthURITests: XCTestCase {
             "invalid secret: invalid character '1' at position 4: base32 uses A-Z and 2-7")
     }
 
-    func testParsingArbitraryStringsNeverTraps() {
+    /// Random text either parses into a URI that survives its own round trip, or is refused with
+    /// an error that can be shown (never a trap, never a half-parsed value). Half the inputs start
+    /// from a valid URI and get random pieces appended, so both outcomes really occur.
+    func testParsingArbitraryStringsRoundTripsOrIsRefused() throws {
         let pieces = [
             "otpauth://", "totp", "/", ":", "?", "&", "=", "secret", "issuer", "digits", "%", "%3A", "%F", "A", "é",
-            "\u{0}", "JBSWY3DP", "6", "period",
+            "\u{0}", "JBSWY3DP", "6", "period", "&digits=8", "&period=60", "&issuer=A", "&issuer=B", "x",
         ]
-        for _ in 0..<3000 {
-            let text = (0..<SecureRandom.uniform(16)).map { _ in pieces[SecureRandom.uniform(pieces.count)] }.joined()
-            _ = try? OTPAuthURI(parsing: text)
+        var parsed = 0, refused = 0
+        for round in 0..<3000 {
+            let start = round % 2 == 0 ? "otpauth://totp/A:b?secret=JBSWY3DP" : ""
+            let text = start + (0..<SecureRandom.uniform(16)).map { _ in pieces[SecureRandom.uniform(pieces.count)] }.joined()
+            do {
+                let uri = try OTPAuthURI(parsing: text)
+                parsed += 1
+                XCTAssertFalse(uri.secret.isEmpty, text.debugDescription)
+                XCTAssertEqual(try OTPAuthURI(parsing: uri.uriString), uri, text.debugDescription)
+            } catch {
+                refused += 1
+                XCTAssertFalse(error.description.isEmpty, text.debugDescription)
+            }
         }
+        XCTAssertGreaterThan(parsed, 0)
+        XCTAssertGreaterThan(refused, 0)
     }
 }

@@ -125,13 +125,23 @@ final class WireCodecTests: XCTestCase {
         XCTAssertThrowsError(try WireMessage.payloadLength(header: [0, 0], limit: WireProtocol.maxRequestLength)) {
             XCTAssertEqual($0 as? WireError, .truncated)
         }
-        // Random garbage never traps.
+        // Random garbage never traps: it decodes to a message that encodes back to the very same
+        // bytes (the codec is exact), or it is refused as too short or malformed.
         var generator = SystemRandomNumberGenerator()
+        var decoded = 0
         for _ in 0..<2000 {
             let length = Int.random(in: 0..<64, using: &generator)
             let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            _ = try? WireMessage.decode(payload: bytes)
+            do {
+                let message = try WireMessage.decode(payload: bytes)
+                decoded += 1
+                XCTAssertEqual(message.encodedPayload(), bytes)
+            } catch {
+                XCTAssertTrue(error == .emptyFrame || error == .malformedField, "\(error) for \(bytes)")
+                XCTAssertTrue(length < 2 || error == .malformedField)
+            }
         }
+        XCTAssertGreaterThan(decoded, 0)
     }
 
     func testOversizedFieldIsRefusedWhenBuilding() {
