@@ -27,12 +27,14 @@ struct Enable: ParsableCommand {
             once scanned, since it contains your secret key. If the enrollment is cancelled or \
             fails, the file is removed.
 
-            With --json, the result is printed as {"user", "secret", "uri", "issuer", \
-            "algorithm", "digits", "period", "recovery_codes"} on standard output after the \
-            confirmation; before the code is read, the same details (without recovery codes) \
-            are written as one JSON line on standard error, so a provisioning script can \
-            compute the code. With --code-stdin the code is read from one line of standard \
-            input without a prompt and only one try.
+            With --json, standard output gets two JSON lines (JSON Lines). The first, written \
+            before the code is read so a provisioning script can compute the code, holds \
+            {"user", "secret", "uri", "issuer", "algorithm", "digits", "period"}; the second, \
+            after the confirmation, holds the same with "recovery_codes". Nothing secret is \
+            ever written to standard error (in any mode); with --json the QR code is drawn on \
+            the terminal itself (/dev/tty) when there is one and --code-stdin is not given. \
+            With --code-stdin the code is read from one line of standard input without a \
+            prompt and only one try.
 
             If two-factor authentication is already on, the command fails with exit status 5; \
             run 'twofactor disable' first to move it to a new phone. Running 'twofactor enable' \
@@ -123,11 +125,17 @@ struct Enable: ParsableCommand {
 
         let style = qr == .auto ? QRTerminalStyle.detect() : qr
         if global.json {
-            // stdout is for the final JSON; the details go to stderr as one line for scripts,
-            // and the drawing too when a person will type the code.
-            Terminal.writeError(enrollment.json(recoveryCodes: nil, compact: true) + "\n")
+            // The secret goes only where the caller asked for it: the first of two JSON lines
+            // on stdout, flushed now so a script can compute the code. Never stderr, which is
+            // often logged. The drawing, for a person who will type the code, goes to the
+            // terminal itself.
+            print(enrollment.json(recoveryCodes: nil, compact: true))
+            fflush(nil)
             if style != .none && !input.codeStdin {
-                Terminal.writeError(QRTerminalRenderer.render(matrix, style: style, colors: false) + "\n")
+                let drawing = QRTerminalRenderer.render(matrix, style: style, colors: false) + "\n"
+                if !Terminal.writeToTerminal(drawing) {
+                    Terminal.writeError("(No terminal to draw the QR code on: the key is in the JSON on standard output; --qr-image FILE writes the QR code to a file.)\n")
+                }
             }
             return
         }
@@ -200,7 +208,7 @@ struct Enable: ParsableCommand {
             Terminal.writeError("twofactor: warning: the daemon sent no recovery codes; run 'twofactor recovery-codes' for a set.\n")
         }
         if global.json {
-            print(enrollment.json(recoveryCodes: recoveryCodes, compact: false))
+            print(enrollment.json(recoveryCodes: recoveryCodes, compact: true))  // the second JSON line
             return
         }
         print(RecoveryCodeText.enabled(user: account.name, codes: recoveryCodes))

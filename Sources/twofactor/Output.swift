@@ -17,7 +17,7 @@ indirect enum JSON {
     /// Unix seconds as an ISO 8601 UTC timestamp, or null.
     static func timestamp(_ value: UInt64?) -> JSON { value.map { .string(TimeText.iso8601($0)) } ?? .null }
 
-    /// On one line, for a JSON line on stderr.
+    /// On one line (JSON Lines, as `enable --json` writes).
     func compact() -> String {
         switch self {
         case .array(let items): return "[" + items.map { $0.compact() }.joined(separator: ", ") + "]"

@@ -43,6 +43,17 @@ enum Terminal {
         writeAll(STDERR_FILENO, &bytes)
     }
 
+    /// Writes text to the controlling terminal (/dev/tty), whatever stdout and stderr are.
+    /// Returns false when the process has none.
+    static func writeToTerminal(_ text: String) -> Bool {
+        let fd = open("/dev/tty", O_WRONLY | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)
+        writeAll(fd, &bytes)
+        return true
+    }
+
     static func writeAll(_ fd: Int32, _ bytes: inout [UInt8]) {
         var offset = 0
         while offset < bytes.count {

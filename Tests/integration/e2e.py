@@ -243,7 +243,7 @@ class InstalledDaemon:
 
     def enroll_with_cli(self, user):
         """`twofactor enable --json --code-stdin` run as the user itself (no root involved): the
-        key comes as a JSON line on standard error, the code goes to standard input."""
+        key comes as the first JSON line on standard output, the code goes to standard input."""
         environment = [f"{name}={value}" for name, value in self.cli_environment.items()]
         process = subprocess.Popen(
             ["runuser", "-u", user, "--", "env", *environment, helpers.TWOFACTOR_CLI, "enable",
@@ -254,12 +254,12 @@ class InstalledDaemon:
         watchdog.start()
         try:
             details, before = None, []
-            for line in process.stderr:
+            for line in process.stdout:
                 before.append(line)
                 if line.lstrip().startswith("{"):
                     details = json.loads(line)
                     break
-            assert details and "secret" in details, f"no key on standard error: {before!r}"
+            assert details and "secret" in details, f"no key on standard output: {before!r}"
             codes = Codes(details["secret"], digits=details.get("digits", 6),
                           period=details.get("period", 30),
                           algorithm=details.get("algorithm", "SHA1"))

@@ -150,13 +150,14 @@ def parse_enable_screen(screen):
 
 
 def enable_with_stdin(user, daemon, *extra, env=None):
-    """Non-interactive enrollment: reads the JSON line on stderr, answers with an oathtool code."""
+    """Non-interactive enrollment: reads the first JSON line on stdout (the details), answers
+    with an oathtool code; `out` is the rest of stdout (the second line, with recovery codes)."""
     command = ["runuser", "-u", user.name, "--", CLI, "enable", "--json", "--code-stdin",
                "--socket", daemon.socket, *extra]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**BASE_ENV, **(env or {})},
                                cwd="/")
-    pending = json.loads(process.stderr.readline())
+    pending = json.loads(process.stdout.readline())
     code = totp(pending["secret"], digits=pending["digits"], algorithm=pending["algorithm"],
                 period=pending["period"])
     out, err = process.communicate(code + "\n", timeout=60)

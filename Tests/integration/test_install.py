@@ -124,7 +124,7 @@ def test_installing_again_on_the_system_keeps_config_key_and_service(built):
 def test_restart_after_an_upgrade_replaces_the_running_daemon(built):
     """After an upgrade the running binary shows as "(deleted)"; restart must still stop it
     rather than start a second daemon beside it."""
-    pidfile = "/run/twofactor/twofactord.pid"
+    pidfile = "/run/twofactord.pid"  # root's; /run/twofactor belongs to the daemon's user
     with open(pidfile) as f:
         old = int(f.read())
     assert run([INSTALL, "--no-build"]).returncode == 0
