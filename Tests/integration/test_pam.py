@@ -31,7 +31,7 @@ import pytest
 
 import helpers
 import twofactor_wire as wire
-from helpers import PAM_MODULE, pamtester, totp
+from helpers import PAM_MODULE, Daemon, pamtester, totp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCORRECT = "Incorrect two-factor authentication code"
@@ -984,3 +984,99 @@ def test_the_daemon_is_asked_about_the_passwd_name_not_what_was_typed(pam_servic
     assert "Two-factor" not in output, output  # no code was asked for a name with no account
     logged_in = pamtester(service, enrolled.user, [enrolled.code(steps_ahead=1)])
     assert logged_in.returncode == 0, logged_in
+
+
+# --- who answers ----------------------------------------------------------------------------------
+
+# What an impostor listening at the socket path would answer: yes to everything.
+ACCEPT_EVERYTHING = {"check": ENROLLED, "verify": wire.encode_frame(0x01)}
+
+
+@pytest.mark.parametrize("failmode", BOTH_FAILMODES)
+def test_a_socket_served_by_another_user_is_not_believed(make_user, pam_service, fake_peer, syslog, failmode):
+    target, impostor, daemon_user = make_user(), make_user(), make_user()
+    peer = fake_peer(ACCEPT_EVERYTHING, uid=impostor.uid, gid=impostor.gid)
+    missing = helpers.unique_name("tfnone")
+    cases = {
+        "": f"an untrusted peer (uid {impostor.uid}: ",  # the default daemon_user, twofactor
+        f"daemon_user={daemon_user.name}":
+            f"an untrusted peer (uid {impostor.uid}: neither root nor daemon_user {daemon_user.name} (uid {daemon_user.uid}))",
+        f"daemon_user={missing}": f"an untrusted peer (uid {impostor.uid}: not root, and daemon_user {missing} does not exist)",
+    }
+    for option, why in cases.items():
+        service = pam_service(login_stack(f"socket={peer.path} {failmode} {option}"))
+        run = Run(service, target.name, ["000000"], syslog=syslog)
+        assert run.outcome == "authinfo_unavail", (option, run)
+        assert DEFAULT_PROMPT not in run.output, run
+        logged = syslog.text()
+        assert f"gave no usable answer to check: {why}" in logged, (option, logged)
+        assert f"refusing user {target.name}" in logged, logged
+    # Refused before anything was sent: the impostor did not even learn the user name.
+    assert peer.requests() == []
+
+
+def test_a_socket_served_by_root_is_believed(user, pam_service, fake_peer):
+    peer = fake_peer(ACCEPT_EVERYTHING)
+    run = Run(pam_service(login_stack(f"socket={peer.path} daemon_user=nobody")), user.name, ["000000"])
+    assert run.outcome == "success", run
+    assert peer.requests() == ["check", "verify"]
+
+
+def test_a_daemon_running_as_daemon_user_is_believed(make_user, pam_service):
+    """The real twofactord, run as a throwaway account named by daemon_user=."""
+    account, runner = make_user(), make_user()
+    daemon = Daemon(None)
+    try:
+        for directory, _, files in os.walk(daemon.dir):
+            for name in [directory, *(os.path.join(directory, f) for f in files)]:
+                os.chown(name, runner.uid, runner.gid)
+        daemon.start(wrapper=["setpriv", f"--reuid={runner.uid}", f"--regid={runner.gid}", "--clear-groups"])
+        enrollment = daemon.enroll(account.name)
+        believed = pam_service(login_stack(f"socket={daemon.socket} daemon_user={runner.name}"))
+        ok = Run(believed, account.name, [enrollment.code(steps_ahead=1)])
+        assert ok.outcome == "success", ok
+        wrong = Run(believed, account.name, [wrong_code(enrollment.secret)])
+        assert wrong.outcome == "auth_err", wrong
+        # Without the option only root and the default account (twofactor) are believed.
+        default = Run(pam_service(login_stack(f"socket={daemon.socket} failmode=open")), account.name,
+                      [enrollment.code(steps_ahead=1)])
+        assert default.outcome == "authinfo_unavail", default
+    finally:
+        daemon.destroy()
+
+
+# --- names are bytes ------------------------------------------------------------------------------
+
+@pytest.fixture
+def named_users():
+    """named_users(name, ...) creates real accounts with exactly these names (useradd takes
+    non-ASCII names as they are) and removes them afterwards."""
+    made = []
+
+    def make(*names):
+        for name in names:
+            subprocess.run(["useradd", name], check=True, capture_output=True)
+            made.append(name)
+    yield make
+    for name in made:
+        subprocess.run(["userdel", "--force", name], capture_output=True)
+
+
+def test_a_canonically_equivalent_name_is_another_account(daemon, pam_service, named_users, syslog):
+    """"jose" + U+0301 and "jos" + U+00E9 look alike and are equal as Swift Strings, but they are
+    different accounts: logging in as the decomposed one asks about the decomposed account."""
+    base = helpers.unique_name("tfj")
+    composed, decomposed = base + "\u00e9", base + "e\u0301"
+    named_users(composed, decomposed)
+    enrollment = daemon.enroll(composed)
+    service = pam_service(observing_stack(f"socket={daemon.socket} debug"))
+
+    lookalike = Run(service, decomposed, [enrollment.code(steps_ahead=1)], syslog=syslog)
+    assert lookalike.outcome == "ignore", lookalike  # not enrolled: the composed account's 2FA is not its own
+    assert DEFAULT_PROMPT not in lookalike.output, lookalike
+    logged = syslog.text()
+    # printable() shows each non-ASCII byte as "?": 2 for U+00E9, "e" and 2 for U+0301.
+    assert f"user {base}e?? has no two-factor authentication" in logged, logged
+
+    owner = Run(service, composed, [enrollment.code(steps_ahead=1)])
+    assert owner.outcome == "success", owner
