@@ -112,24 +112,17 @@ def service_for(pam_service, daemon):
 # --- syslog -------------------------------------------------------------------------------------
 
 # Run as `unshare -m --propagation private sh -c SYSLOG_NAMESPACE sh SOCKET DEVDIR COMMAND...`:
-# in a private mount namespace, /dev becomes a tmpfs holding bind mounts of every entry of the
-# real /dev except `log`, which is our datagram SOCKET. glibc's syslog(3), which pam_syslog
-# uses, then writes to us and nothing else on the machine changes (a real syslog daemon keeps
-# its /dev/log; a machine without one gets none).
+# in a private mount namespace, /dev becomes a tmpfs of symlinks to every entry of the real /dev
+# (mounted at /dev/.host) except `log`, which is our datagram SOCKET. glibc's syslog(3), which
+# pam_syslog uses, then writes to us, and nothing changes outside the namespace (a real syslog
+# daemon keeps its /dev/log; a machine without one gets none).
 SYSLOG_NAMESPACE = r"""
 set -e
 sock=$1; new=$2; shift 2
 mount -t tmpfs -o mode=0755,size=1m twofactor-test-dev "$new"
-for entry in /dev/* /dev/.[!.]*; do
-    [ -e "$entry" ] || [ -L "$entry" ] || continue
-    name=${entry##*/}
-    [ "$name" = log ] && continue
-    if [ -L "$entry" ]; then cp -P "$entry" "$new/$name"
-    elif [ -d "$entry" ]; then mkdir "$new/$name"; mount --rbind "$entry" "$new/$name"
-    else : > "$new/$name"; mount --bind "$entry" "$new/$name"
-    fi
-done
-: > "$new/log"
+mkdir "$new/.host"
+mount --rbind /dev "$new/.host"
+(cd "$new" && ln -s .host/* . && rm -f log && : > log)
 mount --bind "$sock" "$new/log"
 mount --move "$new" /dev
 exec "$@"
