@@ -11,9 +11,10 @@ so PAM_SUCCESS -> "successfully authenticated", PAM_IGNORE -> falls through to p
 "User not known to the underlying authentication module", PAM_AUTH_ERR -> "Authentication
 failure", PAM_AUTHINFO_UNAVAIL -> "Authentication service cannot retrieve authentication info".
 
-The few peers that are not the real daemon (a socket nobody listens on, a peer that accepts and
-never answers, peers that answer garbage or error statuses) stand for a broken daemon, which is
-exactly what those cases test.
+The few peers that are not the real daemon (a socket nobody listens on, FakePeer: a process that
+stalls, closes, vanishes, never accepts, answers garbage or error statuses, or, running as
+another user, accepts every code) stand for a broken daemon or an impostor, which is exactly
+what those cases test. The module's syslog lines are read for real (SyslogCapture).
 """
 import os
 import re
@@ -681,11 +682,12 @@ NONSENSE_OPTIONS = [
     "bogus", "=", "==", "failmode", "timeout", "socket=", "prompt=", "digits=", "digits=5",
     "digits=99999999999999999999", "timeout=0", "timeout=-1", "timeout=abc", "timeout=3s",
     "timeout=99999999999999999999999999", "failmode=maybe", "failmode=", "socket=relative/path",
-    "socket=/" + "a" * 200, "prompt=" + "p" * 300, "[prompt=]", "%s%s%n%n",
+    "socket=/" + "a" * 200, "prompt=" + "p" * 300, "[prompt=]", "%s%s%n%n", "daemon_user=",
 ]
 # Longer than libpam lets a configuration line carry: handed to pam_sm_authenticate directly.
 HUGE_OPTIONS = ["prompt=" + "p" * 10000, "x" * 10000, "timeout=" + "9" * 10000, "socket=/" + "s" * 10000,
-                "failmode=" + "o" * 10000, "digits=" + "7" * 10000, "\x01\x02\x7f\xff", "=" * 10000]
+                "failmode=" + "o" * 10000, "digits=" + "7" * 10000, "\x01\x02\x7f\xff", "=" * 10000,
+                "daemon_user=" + "u" * 10000]
 
 
 def test_nonsense_options_do_not_crash_and_fall_back(enrolled, pam_service, daemon, syslog):
@@ -698,7 +700,8 @@ def test_nonsense_options_do_not_crash_and_fall_back(enrolled, pam_service, daem
     logged = syslog.text()
     for text in ('option "bogus" is not a known option', 'option "timeout=0" must be whole seconds',
                  'option "failmode=maybe" must be secure or open; using secure',
-                 'option "prompt=ppp', 'using the default prompt', 'using the default socket'):
+                 'option "prompt=ppp', 'using the default prompt', 'using the default socket',
+                 'option "daemon_user=" must be a user name of 1 to 256 bytes; using twofactor'):
         assert text in logged, logged
     assert 'option "%s%s%n%n" is not a known option' in logged, logged
 
