@@ -25,10 +25,22 @@ void twofactor_syslog(pam_handle_t *pamh, int priority, const char *message) {
     pam_syslog(pamh, priority, "%s", message);
 }
 
-void twofactor_syslog_errno(pam_handle_t *pamh, int priority, const char *message, int errnum) {
+void twofactor_syslog_errno(pam_handle_t *pamh, int priority, const char *before, int errnum, const char *after) {
     char buffer[128];
     const char *reason = strerror_r(errnum, buffer, sizeof buffer);  // GNU: returns the text
-    pam_syslog(pamh, priority, "%s: %s", message, reason);
+    pam_syslog(pamh, priority, "%s: %s%s", before, reason, after);
+}
+
+int twofactor_peer_uid(int fd, uid_t *uid) {
+    struct ucred credentials;
+    socklen_t size = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return -1;
+    if (size != sizeof credentials) {
+        errno = EPROTO;
+        return -1;
+    }
+    *uid = credentials.uid;
+    return 0;
 }
 
 void twofactor_free_secret(char *secret) {

@@ -2,11 +2,27 @@ import CPAMShim
 
 /// Why an exchange with twofactord failed; `errnum` is 0 when no system call failed.
 struct LinkFailure: Error {
+    /// What the failure says about the daemon; Authentication.unavailable decides from this alone
+    /// (and the request it happened on) whether failmode=open may apply.
+    enum Kind {
+        /// Nothing listens at the socket path: it is missing (ENOENT) or nobody accepts on it
+        /// (ECONNREFUSED). The daemon does not exist, so no one can have slowed it down.
+        case noDaemon
+        /// Everything else: something is there but gave no usable answer (a full backlog, a
+        /// timeout, a closed connection, a malformed or unexpected answer, an untrusted peer).
+        /// A local user can provoke these, so they never switch the second factor off.
+        case unusable
+    }
+
+    var kind: Kind
     var what: StaticString
     var errnum: Int32 = 0
-    /// Something answered, but not usably. failmode=open never lets such a login through: a
-    /// daemon that answers is reachable, and an answer (busy, say) may be provoked by anyone.
-    var answered = false
+    /// Extra context for the log line (never a code).
+    var detail: String = ""
+
+    static func unusable(_ what: StaticString, errnum: Int32 = 0, detail: String = "") -> LinkFailure {
+        LinkFailure(kind: .unusable, what: what, errnum: errnum, detail: detail)
+    }
 }
 
 /// One request and its answer over a fresh Unix-socket connection, all within `timeoutSeconds`
@@ -17,14 +33,16 @@ enum DaemonLink {
     /// verify and is treated like garbage.
     static let maxResponseLength = 64 * 1024
 
-    static func exchange(socketPath: UnsafePointer<CChar>, socketPathLength: Int,
+    /// `daemonUser` names the only account besides root whose process may answer.
+    static func exchange(socketPath: UnsafePointer<CChar>, socketPathLength: Int, daemonUser: UnsafePointer<CChar>,
                          frame: UnsafeBufferPointer<UInt8>, timeoutSeconds: Int) throws(LinkFailure) -> WireMessage {
         let deadline = monotonicMillis() + Int64(timeoutSeconds) * 1000
         let fd = socket(AF_UNIX, Int32(TWOFACTOR_SOCKET_TYPE), 0)
-        if fd < 0 { throw LinkFailure(what: "socket", errnum: errnoValue()) }
+        if fd < 0 { throw .unusable("socket", errnum: errnoValue()) }
         defer { close(fd) }
 
         try connect(fd, socketPath, socketPathLength, deadline)
+        try checkPeer(fd, daemonUser: daemonUser)
         try sendAll(fd, frame, deadline)
 
         var header: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
@@ -36,7 +54,7 @@ enum DaemonLink {
             length = try WireMessage.payloadLength(header: [header.0, header.1, header.2, header.3],
                                                    limit: maxResponseLength)
         } catch {
-            throw LinkFailure(what: "a malformed answer (bad frame length)", answered: true)
+            throw .unusable("a malformed answer (bad frame length)")
         }
         var payload = [UInt8](repeating: 0, count: length)
         try payload.withUnsafeMutableBufferPointer { (buffer) throws(LinkFailure) in
@@ -46,10 +64,10 @@ enum DaemonLink {
         do {
             message = try WireMessage.decode(payload: payload)
         } catch {
-            throw LinkFailure(what: "a malformed answer (bad fields)", answered: true)
+            throw .unusable("a malformed answer (bad fields)")
         }
         if message.version != WireProtocol.version {
-            throw LinkFailure(what: "an answer in another protocol version", answered: true)
+            throw .unusable("an answer in another protocol version")
         }
         return message
     }
@@ -58,7 +76,7 @@ enum DaemonLink {
                                 _ deadline: Int64) throws(LinkFailure) {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
-        guard pathLength < Int(TWOFACTOR_SUN_PATH_SIZE) else { throw LinkFailure(what: "socket path too long") }
+        guard pathLength < Int(TWOFACTOR_SUN_PATH_SIZE) else { throw .unusable("socket path too long") }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyMemory(from: UnsafeRawBufferPointer(start: path, count: pathLength))
         }
@@ -74,22 +92,48 @@ enum DaemonLink {
             case EINTR:
                 continue
             case EAGAIN:
-                // The listen backlog is full: the daemon is busy. Retry briefly until the deadline.
-                if monotonicMillis() >= deadline { throw LinkFailure(what: "connect (daemon busy)", errnum: error) }
+                // The listen backlog is full: the daemon exists but is busy (or flooded by
+                // someone). Retry briefly until the deadline.
+                if monotonicMillis() >= deadline { throw .unusable("connect (daemon busy)", errnum: error) }
                 _ = poll(nil, 0, 10)
             case EINPROGRESS:
                 try wait(fd, Int16(POLLOUT), deadline, "connect")
                 var socketError: Int32 = 0
                 var size = socklen_t(MemoryLayout<Int32>.size)
                 if getsockopt(fd, SOL_SOCKET, SO_ERROR, &socketError, &size) != 0 {
-                    throw LinkFailure(what: "connect", errnum: errnoValue())
+                    throw .unusable("connect", errnum: errnoValue())
                 }
-                if socketError != 0 { throw LinkFailure(what: "connect", errnum: socketError) }
+                if socketError != 0 { throw connectFailure(socketError) }
                 return
             default:
-                throw LinkFailure(what: "connect", errnum: error)
+                throw connectFailure(error)
             }
         }
+    }
+
+    /// The one rule for what a failed connect says: only a missing socket or one nobody listens
+    /// on means there is no daemon.
+    private static func connectFailure(_ error: Int32) -> LinkFailure {
+        LinkFailure(kind: error == ENOENT || error == ECONNREFUSED ? .noDaemon : .unusable,
+                    what: "connect", errnum: error)
+    }
+
+    /// Only root or the daemon's user may answer: anyone can listen at a socket path the daemon
+    /// left free (stopped, or a socket= in a directory others can write), and an impostor
+    /// could accept every code. Checked before anything is sent, so it learns nothing either.
+    private static func checkPeer(_ fd: Int32, daemonUser: UnsafePointer<CChar>) throws(LinkFailure) {
+        var peerUid: uid_t = 0
+        if twofactor_peer_uid(fd, &peerUid) != 0 {
+            throw .unusable("reading the peer's credentials (SO_PEERCRED)", errnum: errnoValue())
+        }
+        if peerUid == 0 { return }
+        // Looked up on every authentication (no state kept), and only for a non-root peer.
+        let daemonUid = userID(daemonUser)
+        if let daemonUid, peerUid == daemonUid { return }
+        let user = printable(daemonUser, limit: 64)
+        let trusted = daemonUid.map { "neither root nor daemon_user \(user) (uid \($0))" }
+            ?? "not root, and daemon_user \(user) does not exist"
+        throw .unusable("an untrusted peer", detail: " (uid \(peerUid): \(trusted))")
     }
 
     private static func sendAll(_ fd: Int32, _ bytes: UnsafeBufferPointer<UInt8>, _ deadline: Int64) throws(LinkFailure) {
@@ -106,7 +150,7 @@ enum DaemonLink {
                 try wait(fd, Int16(POLLOUT), deadline, "write")
                 continue
             }
-            throw LinkFailure(what: "write", errnum: result < 0 ? error : 0)
+            throw .unusable("write", errnum: result < 0 ? error : 0)
         }
     }
 
@@ -119,14 +163,14 @@ enum DaemonLink {
                 received += result
                 continue
             }
-            if result == 0 { throw LinkFailure(what: "the daemon closing the connection without an answer") }
+            if result == 0 { throw .unusable("the daemon closing the connection without an answer") }
             let error = errnoValue()
             if error == EINTR { continue }
             if error == EAGAIN {
                 try wait(fd, Int16(POLLIN), deadline, "waiting for the answer")
                 continue
             }
-            throw LinkFailure(what: "read", errnum: error)
+            throw .unusable("read", errnum: error)
         }
     }
 
@@ -134,14 +178,14 @@ enum DaemonLink {
     private static func wait(_ fd: Int32, _ events: Int16, _ deadline: Int64, _ what: StaticString) throws(LinkFailure) {
         while true {
             let remaining = deadline - monotonicMillis()
-            if remaining <= 0 { throw LinkFailure(what: what, errnum: ETIMEDOUT) }
+            if remaining <= 0 { throw .unusable(what, errnum: ETIMEDOUT) }
             var descriptor = pollfd(fd: fd, events: events, revents: 0)
             let result = poll(&descriptor, 1, Int32(remaining))
             if result > 0 { return }  // ready, or an error/hang-up the next call reports
             if result < 0 {
                 let error = errnoValue()
                 if error == EINTR { continue }
-                throw LinkFailure(what: what, errnum: error)
+                throw .unusable(what, errnum: error)
             }
         }
     }

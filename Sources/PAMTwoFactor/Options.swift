@@ -4,7 +4,8 @@ import CPAMShim
 enum FailMode {
     /// Refuse (PAM_AUTHINFO_UNAVAIL): the default, since 2FA must not vanish with the daemon.
     case secure
-    /// Let the stack continue without 2FA (PAM_IGNORE), with a warning in syslog.
+    /// Let the stack continue without 2FA (PAM_IGNORE), with a warning in syslog, but only when
+    /// no daemon exists (Authentication.unavailable has the rule).
     case open
 }
 
@@ -22,6 +23,10 @@ enum AnswerSource {
 /// bad value is logged at error level and the safer default is kept.
 struct Options {
     static let defaultSocket: StaticString = "/run/twofactor/twofactord.sock\0"
+    /// The account twofactord runs as (scripts/install creates it).
+    static let defaultDaemonUser: StaticString = "twofactor\0"
+    /// Longer than any real user name (useradd allows 32 bytes).
+    static let maxDaemonUserLength = 256
     static let defaultPrompt: StaticString = "Two-factor authentication code (or recovery code): \0"
     static let defaultForwardPrompt: StaticString = "Password and two-factor code: \0"
     static let defaultTimeoutSeconds = 3
@@ -32,6 +37,9 @@ struct Options {
     /// NUL-terminated; points into argv (valid for the call) or at the default.
     var socketPath: UnsafePointer<CChar>
     var socketPathLength: Int
+    /// Besides root, the only account whose process may answer on the socket (NUL-terminated;
+    /// points into argv or at the default).
+    var daemonUser: UnsafePointer<CChar>
     var timeoutSeconds = Options.defaultTimeoutSeconds
     var prompt: UnsafePointer<CChar>? = nil
     var require = false
@@ -45,6 +53,7 @@ struct Options {
     init(argc: Int32, argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?, pamh: OpaquePointer?) {
         socketPath = Options.cString(Options.defaultSocket)
         socketPathLength = Options.defaultSocket.utf8CodeUnitCount - 1
+        daemonUser = Options.cString(Options.defaultDaemonUser)
         guard let argv, argc > 0 else { return }
         var sawUseFirstPass = false
         var sawTryFirstPass = false
@@ -68,6 +77,14 @@ struct Options {
                     socketPathLength = length
                 } else {
                     Options.complain(pamh, argument, "must be an absolute path shorter than \(Int(TWOFACTOR_SUN_PATH_SIZE)) bytes; using the default socket")
+                }
+            } else if let value = Options.value(argument, "daemon_user=") {
+                let length = strlen(value)
+                if length > 0, length <= Options.maxDaemonUserLength {
+                    daemonUser = value
+                } else {
+                    daemonUser = Options.cString(Options.defaultDaemonUser)
+                    Options.complain(pamh, argument, "must be a user name of 1 to \(Options.maxDaemonUserLength) bytes; using twofactor")
                 }
             } else if let value = Options.value(argument, "timeout=") {
                 if let seconds = Options.smallNumber(value), seconds >= 1, seconds <= Options.maxTimeoutSeconds {

@@ -64,7 +64,7 @@ struct Authentication {
         do {
             checkAnswer = try ask(check)
         } catch {
-            return unavailable(error)
+            return unavailable(error, during: .check)
         }
         switch checkAnswer.status {
         case .enrolled:
@@ -72,7 +72,7 @@ struct Authentication {
         case .notEnrolled:
             return notEnrolled()
         default:
-            return unexpected(checkAnswer, operation: "check")
+            return unexpected(checkAnswer, during: .check)
         }
 
         // 2. Get the code (and, with forward_pass, the password in front of it).
@@ -95,7 +95,7 @@ struct Authentication {
         do {
             answer = try ask(request)
         } catch {
-            return unavailable(error)
+            return unavailable(error, during: .verify)
         }
         return judge(answer)
     }
@@ -103,7 +103,8 @@ struct Authentication {
     /// One request to the daemon at the configured socket, within the configured timeout.
     func ask(_ request: borrowing SecretBytes) throws(LinkFailure) -> WireMessage {
         try DaemonLink.exchange(socketPath: options.socketPath, socketPathLength: options.socketPathLength,
-                                frame: request.bytes, timeoutSeconds: options.timeoutSeconds)
+                                daemonUser: options.daemonUser, frame: request.bytes,
+                                timeoutSeconds: options.timeoutSeconds)
     }
 
     // MARK: Outcomes
@@ -136,7 +137,7 @@ struct Authentication {
             // 2FA was switched off between check and verify.
             return notEnrolled()
         default:
-            return unexpected(answer, operation: "verify")
+            return unexpected(answer, during: .verify)
         }
     }
 
@@ -150,27 +151,31 @@ struct Authentication {
         return PAM_IGNORE
     }
 
-    func unexpected(_ answer: WireMessage, operation: StaticString) -> Int32 {
-        return unavailable(LinkFailure(what: "an unexpected answer", answered: true),
-                           detail: " (status \(answer.code) to \(operation))")
+    func unexpected(_ answer: WireMessage, during operation: Operation) -> Int32 {
+        unavailable(.unusable("an unexpected answer", detail: " (status \(answer.code))"), during: operation)
     }
 
-    /// The daemon gave no usable answer. failmode=open lets the login continue only when the
-    /// daemon could not be reached or did not answer in time, never after an unusable answer.
-    func unavailable(_ failure: LinkFailure, detail: String = "") -> Int32 {
-        let failOpen = options.failMode == .open && !failure.answered
+    /// The daemon gave no usable answer. The one place that decides what failmode=open lets
+    /// through: only a daemon that does not exist, found on the first request (`check`). A
+    /// daemon that is there but slow, flooded, closing or answering nonsense, or anything after
+    /// `check` answered (the code is on its way), is refused in both modes: a local user can
+    /// provoke those, and must not turn a wrong code into a password-only login.
+    func unavailable(_ failure: LinkFailure, during operation: Operation) -> Int32 {
+        let failOpen = options.failMode == .open && failure.kind == .noDaemon && operation == .check
         let consequence = failOpen
             ? "WARNING: letting user \(userText) continue without two-factor authentication (failmode=open)"
             : options.failMode == .secure
                 ? "refusing user \(userText) (failmode=secure)"
-                : "refusing user \(userText) (failmode=open covers only an unreachable daemon)"
+                : "refusing user \(userText) (failmode=open covers only a missing daemon on the first request)"
         let path = printable(options.socketPath, limit: 120)
-        let message = "twofactord at \(path) gave no usable answer: \(failure.what)\(detail); \(consequence)"
+        let request = operation == .check ? "check" : "verify"
+        let what = "twofactord at \(path) gave no usable answer to \(request): \(failure.what)"
+        let rest = "\(failure.detail); \(consequence)"
         let priority = failOpen ? LOG_WARNING : LOG_ERR
-        if failure.errnum != 0 {
-            message.withCString { twofactor_syslog_errno(pamh, priority, $0, failure.errnum) }
+        if failure.errnum != 0 {  // the system's reason right after what failed
+            what.withCString { before in rest.withCString { twofactor_syslog_errno(pamh, priority, before, failure.errnum, $0) } }
         } else {
-            log(pamh, priority, message)
+            log(pamh, priority, what + rest)
         }
         if failOpen { return PAM_IGNORE }
         tell(PAM_ERROR_MSG, "Two-factor authentication is unavailable right now; try again later.")
@@ -340,22 +345,34 @@ struct Authentication {
 }
 
 /// The passwd name NSS gives `typed` (a malloc'd copy for the caller to free), or nil when there
-/// is no such user. getpwnam_r rather than pam_modutil_getpwnam, which keeps its result as PAM
-/// data on the handle and needs the handle to be inside a pam_authenticate call.
+/// is no such user. The name is NSS's bytes as they are, never a Swift String: canonically
+/// equivalent spellings ("jose" + U+0301 and "jos" + U+00E9) are different accounts.
 func passwdName(_ typed: UnsafePointer<CChar>) -> UnsafeMutablePointer<CChar>? {
+    withPasswdEntry(typed) { entry in entry.pw_name.flatMap { strdup($0) } }
+}
+
+/// The uid of the account named exactly `name`, or nil when there is none.
+func userID(_ name: UnsafePointer<CChar>) -> uid_t? {
+    withPasswdEntry(name) { entry in entry.pw_uid }
+}
+
+/// `body` applied to the passwd entry for `name`, or nil when there is none (or NSS fails).
+/// getpwnam_r rather than pam_modutil_getpwnam, which keeps its result as PAM data on the
+/// handle and needs the handle to be inside a pam_authenticate call.
+func withPasswdEntry<T>(_ name: UnsafePointer<CChar>, _ body: (passwd) -> T?) -> T? {
     var size = 4096
     while size <= 1 << 20 {
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
         defer { buffer.deallocate() }
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>? = nil
-        let status = getpwnam_r(typed, &entry, buffer, size, &result)
+        let status = getpwnam_r(name, &entry, buffer, size, &result)
         if status == ERANGE {
             size *= 4
             continue
         }
-        guard status == 0, result != nil, let name = entry.pw_name else { return nil }
-        return strdup(name)
+        guard status == 0, result != nil else { return nil }
+        return body(entry)
     }
     return nil
 }

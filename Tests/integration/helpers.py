@@ -220,9 +220,10 @@ class PamService:
             pass
 
 
-def pamtester(service, user, answers, operation="authenticate", timeout=30, env=None):
-    """Runs pamtester; `answers` are the conversation replies, one per line on stdin.
-    Returns the CompletedProcess (pamtester exits 0 on success)."""
+def pamtester(service, user, answers, operation="authenticate", timeout=30, env=None, wrapper=()):
+    """Runs pamtester (under `wrapper`, a command prefix, if given); `answers` are the
+    conversation replies, one per line on stdin. Returns the CompletedProcess (pamtester exits 0
+    on success)."""
     text = "".join(a + "\n" for a in answers)
-    return subprocess.run(["pamtester", "-v", service, user, operation], input=text.encode(),
+    return subprocess.run([*wrapper, "pamtester", "-v", service, user, operation], input=text.encode(),
                           capture_output=True, timeout=timeout, env=env)

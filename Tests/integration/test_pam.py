@@ -11,13 +11,16 @@ so PAM_SUCCESS -> "successfully authenticated", PAM_IGNORE -> falls through to p
 "User not known to the underlying authentication module", PAM_AUTH_ERR -> "Authentication
 failure", PAM_AUTHINFO_UNAVAIL -> "Authentication service cannot retrieve authentication info".
 
-The few peers that are not the real daemon (a socket nobody listens on, a peer that accepts and
-never answers, peers that answer garbage or error statuses) stand for a broken daemon, which is
-exactly what those cases test.
+The few peers that are not the real daemon (a socket nobody listens on, FakePeer: a process that
+stalls, closes, vanishes, never accepts, answers garbage or error statuses, or, running as
+another user, accepts every code) stand for a broken daemon or an impostor, which is exactly
+what those cases test. The module's syslog lines are read for real (SyslogCapture).
 """
 import os
 import re
+import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -29,7 +32,7 @@ import pytest
 
 import helpers
 import twofactor_wire as wire
-from helpers import PAM_MODULE, pamtester, totp
+from helpers import PAM_MODULE, Daemon, pamtester, totp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCORRECT = "Incorrect two-factor authentication code"
@@ -52,12 +55,24 @@ def observing_stack(args):
     ]
 
 
+def login_stack(args):
+    """The usual stack: the module, then a password module that has let the person through
+    (pam_permit). PAM_IGNORE from the module is a login on the password alone."""
+    return [
+        f"auth required {PAM_MODULE} {args}",
+        "auth required pam_permit.so",
+        "account required pam_permit.so",
+    ]
+
+
 class Run:
     """One pamtester run: its outcome, its combined output and how long it took."""
 
-    def __init__(self, service, user, answers, timeout=60):
+    def __init__(self, service, user, answers, timeout=60, syslog=None):
+        """With a SyslogCapture, pamtester runs where the module's syslog lines reach it."""
         start = time.monotonic()
-        self.result = pamtester(service, user, answers, timeout=timeout)
+        self.result = pamtester(service, user, answers, timeout=timeout,
+                                wrapper=syslog.wrapper if syslog else ())
         self.elapsed = time.monotonic() - start
         self.output = (self.result.stdout + self.result.stderr).decode("utf-8", "replace")
         # pamtester exits 0 or 1; anything else (a signal) means the module crashed it.
@@ -97,15 +112,36 @@ def service_for(pam_service, daemon):
 
 # --- syslog -------------------------------------------------------------------------------------
 
+# Run as `unshare -m --propagation private sh -c SYSLOG_NAMESPACE sh SOCKET DEVDIR COMMAND...`:
+# in a private mount namespace, /dev becomes a tmpfs of symlinks to every entry of the real /dev
+# (mounted at /dev/.host) except `log`, which is our datagram SOCKET. glibc's syslog(3), which
+# pam_syslog uses, then writes to us, and nothing changes outside the namespace (a real syslog
+# daemon keeps its /dev/log; a machine without one gets none).
+SYSLOG_NAMESPACE = r"""
+set -e
+sock=$1; new=$2; shift 2
+mount -t tmpfs -o mode=0755,size=1m twofactor-test-dev "$new"
+mkdir "$new/.host"
+mount --rbind /dev "$new/.host"
+(cd "$new" && ln -s .host/* . && rm -f log && : > log)
+mount --bind "$sock" "$new/log"
+mount --move "$new" /dev
+exec "$@"
+"""
+
+
 class SyslogCapture:
-    """Binds /dev/log (when the machine has no syslog daemon) and keeps what arrives."""
+    """Receives the syslog lines of commands run under `wrapper` (see SYSLOG_NAMESPACE)."""
 
     def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="tfpam-syslog-", dir="/tmp")
+        self.path = os.path.join(self.dir, "log")
+        os.mkdir(os.path.join(self.dir, "dev"))
+        self.wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", SYSLOG_NAMESPACE, "sh",
+                        self.path, os.path.join(self.dir, "dev")]
         self.messages = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("/dev/log")
-        os.chmod("/dev/log", 0o666)
-        self.inode = os.stat("/dev/log").st_ino
+        self.sock.bind(self.path)
         self.sock.settimeout(0.2)
         self.running = True
         self.thread = threading.Thread(target=self._receive, daemon=True)
@@ -121,34 +157,36 @@ class SyslogCapture:
                 return
             self.messages.append(data.decode("utf-8", "replace"))
 
-    def text(self, settle=0.3):
-        time.sleep(settle)
-        return "\n".join(self.messages)
+    def text(self):
+        """Everything logged so far. Datagrams on one socket arrive in order, so once a marker
+        sent now has arrived, so has every line the finished commands logged."""
+        marker = f"twofactor-test-marker-{secrets.token_hex(8)}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.sendto(marker.encode(), self.path)
+        deadline = time.monotonic() + 10
+        while not any(marker in m for m in self.messages):
+            assert time.monotonic() < deadline, "the syslog capture stopped receiving"
+            time.sleep(0.01)
+        return "\n".join(m for m in self.messages if "twofactor-test-marker-" not in m)
 
     def close(self):
         self.running = False
         self.thread.join(2)
         self.sock.close()
-        try:
-            if os.stat("/dev/log").st_ino == self.inode:
-                os.unlink("/dev/log")
-        except FileNotFoundError:
-            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
 def syslog():
-    """A SyslogCapture, or None when /dev/log belongs to a real syslog daemon (then the syslog
-    part of a test is skipped, the rest still runs)."""
-    if os.path.exists("/dev/log"):
-        yield None
-        return
+    """A SyslogCapture whose wrapper has been seen to work: a test that relies on the log can
+    never pass without reading it."""
+    capture = SyslogCapture()
     try:
-        capture = SyslogCapture()
-    except OSError:
-        yield None
-        return
-    try:
+        probe = f"twofactor-test-probe-{secrets.token_hex(8)}"
+        result = subprocess.run([*capture.wrapper, "logger", "-t", "twofactor-test", probe],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"cannot capture syslog: {result}"
+        assert probe in capture.text(), "logger's line did not reach the syslog capture"
         yield capture
     finally:
         capture.close()
@@ -156,58 +194,103 @@ def syslog():
 
 # --- peers that are not a working daemon --------------------------------------------------------
 
-class BrokenPeer:
-    """A Unix socket that accepts and then either never answers (reply=None) or writes `reply`
-    (bytes) and closes. Stands for a hung or broken daemon."""
+STALL = "stall"    # accept and read the request, never answer
+VANISH = "vanish"  # remove the socket and stop listening: the daemon went away
 
-    def __init__(self, reply=None):
+
+class FakePeer:
+    """A Unix socket listened on by a forked process running as `uid`: a hung, broken, vanishing
+    or hostile stand-in for the daemon. `replies` maps a request's operation ("check", "verify",
+    or "*" for any) to bytes written before closing (b"" closes at once), STALL or VANISH; an
+    operation it has no reply for is stalled. accept=False listens but never accepts, so
+    connections wait in the backlog. requests() lists the operations received, in order."""
+
+    OPERATIONS = {code: name for name, code in wire.OP.items()}
+
+    def __init__(self, replies, uid=0, gid=0, accept=True, backlog=16):
         self.dir = tempfile.mkdtemp(prefix="tfpam-peer-", dir="/tmp")
+        os.chown(self.dir, uid, gid)
         self.path = os.path.join(self.dir, "peer.sock")
-        self.reply = reply
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.path)
-        self.listener.listen(16)
-        self.held = []
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.replies, self.accept, self.backlog = replies, accept, backlog
+        self.pid, self.reports = wire.fork_as(uid, gid, (), self._serve)
+        assert os.read(self.reports, 1) == b"+", "the fake peer did not start"
+        self.seen = b""
 
-    def _serve(self):
-        self.listener.settimeout(0.2)
-        while self.running:
+    def _serve(self, report):
+        signal.alarm(600)  # never outlive a test run, whatever happens to pytest
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(self.backlog)
+        os.write(report, b"+")
+        held = []
+        while True:
+            if not self.accept:
+                time.sleep(3600)
+            conn, _ = listener.accept()
+            conn.settimeout(5)
             try:
-                conn, _ = self.listener.accept()
-            except socket.timeout:
+                length = struct.unpack(">I", wire._recv_exactly(conn, 4))[0]
+                operation = wire._recv_exactly(conn, length)[1]
+            except (OSError, ValueError, struct.error, IndexError):
+                conn.close()
                 continue
-            except OSError:
-                return
-            if self.reply is None:
-                self.held.append(conn)  # never answered, closed at the end
-                continue
-            try:
-                conn.settimeout(2)
-                conn.recv(65536)
-                conn.sendall(self.reply)
-            except OSError:
-                pass
-            finally:
+            os.write(report, bytes([operation]))
+            name = self.OPERATIONS.get(operation)
+            reply = self.replies.get(name, self.replies.get("*", STALL))
+            if reply == STALL:
+                held.append(conn)
+            elif reply == VANISH:
+                os.unlink(self.path)
+                listener.close()
+                conn.close()
+                time.sleep(3600)
+            else:
+                try:
+                    conn.sendall(reply)
+                except OSError:
+                    pass
                 conn.close()
 
+    def requests(self):
+        """The operations received so far, by name."""
+        os.set_blocking(self.reports, False)
+        try:
+            self.seen += os.read(self.reports, 4096)
+        except BlockingIOError:
+            pass
+        return [self.OPERATIONS.get(code, hex(code)) for code in self.seen]
+
+    def fill_backlog(self):
+        """Connects until the listen backlog is full (connect fails with EAGAIN); returns the
+        connections, which the caller must keep open."""
+        held = []
+        while True:
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            try:
+                client.connect(self.path)
+            except BlockingIOError:
+                client.close()
+                return held
+            held.append(client)
+            assert len(held) < 1000, "the backlog never filled"
+
     def close(self):
-        self.running = False
-        self.thread.join(2)
-        self.listener.close()
-        for conn in self.held:
-            conn.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        os.close(self.reports)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
-def broken_peer():
+def fake_peer():
     made = []
 
-    def make(reply=None):
-        peer = BrokenPeer(reply)
+    def make(replies, **kwargs):
+        peer = FakePeer(replies, **kwargs)
         made.append(peer)
         return peer
 
@@ -307,9 +390,10 @@ def test_prompt_option_with_brackets(enrolled, service_for):
 # --- accounts without 2FA ---------------------------------------------------------------------
 
 def test_not_enrolled_is_ignored_by_default(user, service_for, syslog):
-    run = Run(service_for("debug"), user.name, [])
+    run = Run(service_for("debug"), user.name, [], syslog=syslog)
     assert run.outcome == "ignore", run
     assert DEFAULT_PROMPT not in run.output  # never asked for a code
+    assert f"user {user.name} has no two-factor authentication; ignoring" in syslog.text()
 
 
 def test_not_enrolled_with_require_fails_and_says_how_to_enroll(user, service_for):
@@ -329,56 +413,119 @@ def test_not_enrolled_in_a_plain_required_stack_passes(pam_service, daemon, user
 
 # --- daemon unavailable ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("failmode, expected", [("", "authinfo_unavail"), ("failmode=secure", "authinfo_unavail"),
-                                                ("failmode=open", "ignore")])
+# failmode=open applies only when no daemon exists: nothing at the socket path (ENOENT) or
+# nothing listening on it (ECONNREFUSED), found on the first request.
+NO_DAEMON_OUTCOMES = [("", "authinfo_unavail"), ("failmode=secure", "authinfo_unavail"), ("failmode=open", "ignore")]
+
+
+@pytest.mark.parametrize("failmode, expected", NO_DAEMON_OUTCOMES)
 def test_daemon_down(pam_service, user, dead_socket_path, syslog, failmode, expected):
     service = pam_service(observing_stack(f"socket={dead_socket_path} {failmode}"))
-    run = Run(service, user.name, [])
+    run = Run(service, user.name, [], syslog=syslog)
     assert run.outcome == expected, run
-    if syslog is not None:
-        logged = syslog.text()
-        assert dead_socket_path in logged and "No such file or directory" in logged, logged
-        if expected == "ignore":
-            assert "failmode=open" in logged and "WARNING" in logged, logged
-        else:
-            assert "refusing" in logged, logged
+    logged = syslog.text()
+    assert dead_socket_path in logged and "No such file or directory" in logged, logged
+    if expected == "ignore":
+        assert "failmode=open" in logged and "WARNING" in logged, logged
+    else:
+        assert "refusing" in logged, logged
 
 
-def test_stale_socket_file_counts_as_down(pam_service, user, dead_socket_path):
+@pytest.mark.parametrize("failmode, expected", NO_DAEMON_OUTCOMES)
+def test_stale_socket_file_counts_as_down(pam_service, user, dead_socket_path, syslog, failmode, expected):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(dead_socket_path)  # bound but never listening: connection refused
     try:
-        run = Run(pam_service(observing_stack(f"socket={dead_socket_path}")), user.name, [])
-        assert run.outcome == "authinfo_unavail", run
+        run = Run(pam_service(observing_stack(f"socket={dead_socket_path} {failmode}")), user.name, [],
+                  syslog=syslog)
+        assert run.outcome == expected, run
+        assert "Connection refused" in syslog.text()
     finally:
         stale.close()
 
 
-def test_daemon_that_never_answers_costs_the_timeout_not_a_hang(pam_service, user, broken_peer):
-    peer = broken_peer(reply=None)
-    run = Run(pam_service(observing_stack(f"socket={peer.path} timeout=1")), user.name, [], timeout=30)
+# Everything else is refused whatever the failmode: a daemon that is there (slow, flooded or
+# broken) can be provoked by a local user, and must not turn into a login without the code.
+BOTH_FAILMODES = ["failmode=secure", "failmode=open"]
+
+
+@pytest.mark.parametrize("failmode", BOTH_FAILMODES)
+def test_daemon_that_never_answers_costs_the_timeout_and_is_refused(pam_service, user, fake_peer, failmode):
+    peer = fake_peer({"*": STALL})
+    run = Run(pam_service(login_stack(f"socket={peer.path} timeout=1 {failmode}")), user.name, [], timeout=30)
     assert run.outcome == "authinfo_unavail", run
     assert 0.9 <= run.elapsed < 2.5, run
-
-    run = Run(pam_service(observing_stack(f"socket={peer.path} timeout=1 failmode=open")), user.name, [])
-    assert run.outcome == "ignore", run
-    assert 0.9 <= run.elapsed < 2.5, run
+    assert peer.requests() == ["check"]
 
 
-def test_default_timeout_is_three_seconds(pam_service, user, broken_peer):
-    peer = broken_peer(reply=None)
-    run = Run(pam_service(observing_stack(f"socket={peer.path}")), user.name, [], timeout=30)
+@pytest.mark.parametrize("failmode", BOTH_FAILMODES)
+def test_daemon_that_never_accepts_is_refused(pam_service, user, fake_peer, syslog, failmode):
+    """connect() succeeds into the listen backlog; the answer never comes."""
+    peer = fake_peer({}, accept=False)
+    run = Run(pam_service(login_stack(f"socket={peer.path} timeout=1 {failmode}")), user.name, [],
+              syslog=syslog)
     assert run.outcome == "authinfo_unavail", run
-    assert 2.9 <= run.elapsed < 5, run
+    logged = syslog.text()
+    assert "gave no usable answer to check: waiting for the answer: Connection timed out" in logged, logged
+    assert "letting user" not in logged, logged
+
+
+@pytest.mark.parametrize("failmode", BOTH_FAILMODES)
+def test_daemon_with_a_full_backlog_is_refused(pam_service, user, fake_peer, syslog, failmode):
+    """A connection flood fills the backlog: connect() says EAGAIN until the timeout."""
+    peer = fake_peer({}, accept=False, backlog=4)
+    flood = peer.fill_backlog()
+    try:
+        run = Run(pam_service(login_stack(f"socket={peer.path} timeout=1 {failmode}")), user.name, [],
+                  syslog=syslog)
+    finally:
+        for client in flood:
+            client.close()
+    assert run.outcome == "authinfo_unavail", run
+    logged = syslog.text()
+    assert "gave no usable answer to check: connect (daemon busy): Resource temporarily unavailable" in logged, logged
+    assert "letting user" not in logged, logged
+
+
+ENROLLED = wire.encode_frame(0x02)
+# What a peer that has answered `check` with "enrolled" does with the `verify` that carries the code.
+AFTER_CHECK = {
+    "stalls": STALL,
+    "closes": b"",
+    "garbage": b"HTTP/1.1 400 Bad Request\r\n\r\n",
+    "vanishes": VANISH,  # the next connect finds no socket: ENOENT, but after check answered
+}
+
+
+@pytest.mark.parametrize("failmode", BOTH_FAILMODES)
+@pytest.mark.parametrize("name", sorted(AFTER_CHECK))
+def test_no_failing_open_once_the_code_is_on_its_way(pam_service, user, fake_peer, syslog, name, failmode):
+    peer = fake_peer({"check": ENROLLED, "verify": AFTER_CHECK[name]})
+    service = pam_service(login_stack(f"socket={peer.path} timeout=1 {failmode}"))
+    run = Run(service, user.name, ["000000"], timeout=30, syslog=syslog)
+    assert run.outcome == "authinfo_unavail", run  # PAM_IGNORE would log in on the password alone
+    assert DEFAULT_PROMPT in run.output
+    assert "Two-factor authentication is unavailable right now" in run.output, run
+    assert peer.requests() == ["check", "verify"]
+    logged = syslog.text()
+    assert "gave no usable answer to verify" in logged, logged
+    assert f"refusing user {user.name}" in logged and "letting user" not in logged, logged
 
 
 def frame(code, fields=(), version=wire.VERSION):
     return wire.encode_frame(code, fields, version=version)
 
 
-# Answers that arrive but are unusable: refused even with failmode=open, which covers only a
-# daemon that cannot be reached or does not answer (a `busy` can be provoked by any local user).
-UNEXPECTED_ANSWERS = {
+def test_default_timeout_is_three_seconds(pam_service, user, fake_peer):
+    peer = fake_peer({"*": STALL})
+    run = Run(pam_service(observing_stack(f"socket={peer.path}")), user.name, [], timeout=30)
+    assert run.outcome == "authinfo_unavail", run
+    assert 2.9 <= run.elapsed < 5, run
+
+
+# Answers that arrive but are unusable, or stop half-way: refused even with failmode=open (a
+# `busy` can be provoked by any local user, and a daemon that stops mid-answer is there).
+BROKEN_ANSWERS = {
     "internal-error": frame(0x24),
     "bad-request": frame(0x21, {"message": "no"}),
     "busy": frame(0x25),
@@ -389,27 +536,17 @@ UNEXPECTED_ANSWERS = {
     "huge-length": struct.pack(">I", 0x7fffffff) + b"\x01\x02",
     "short-length": struct.pack(">I", 1) + b"\x01",
     "field-past-end": struct.pack(">I", 6) + bytes([1, 2, 0x13, 0xff, 0xff, 0x41]),
-}
-# The daemon went away mid-answer: as unreachable as a missing socket.
-NO_ANSWER = {
     "truncated-payload": struct.pack(">I", 50) + b"\x01\x02",
     "closed-without-answer": b"",
 }
 
 
-# name -> (the peer's reply, the outcome under failmode=open); failmode=secure always refuses.
-BROKEN_PEERS = {**{name: (reply, "authinfo_unavail") for name, reply in UNEXPECTED_ANSWERS.items()},
-                **{name: (reply, "ignore") for name, reply in NO_ANSWER.items()}}
-
-
-@pytest.mark.parametrize("name", sorted(BROKEN_PEERS))
-def test_broken_daemon_answers_under_each_failmode(pam_service, user, broken_peer, name):
-    reply, open_outcome = BROKEN_PEERS[name]
-    peer = broken_peer(reply=reply)
-    secure = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2")), user.name, [])
-    assert secure.outcome == "authinfo_unavail", secure
-    opened = Run(pam_service(observing_stack(f"socket={peer.path} timeout=2 failmode=open")), user.name, [])
-    assert opened.outcome == open_outcome, opened
+@pytest.mark.parametrize("failmode", BOTH_FAILMODES)
+@pytest.mark.parametrize("name", sorted(BROKEN_ANSWERS))
+def test_broken_daemon_answers_are_refused_in_both_modes(pam_service, user, fake_peer, name, failmode):
+    peer = fake_peer({"*": BROKEN_ANSWERS[name]})
+    run = Run(pam_service(login_stack(f"socket={peer.path} timeout=2 {failmode}")), user.name, [])
+    assert run.outcome == "authinfo_unavail", run
 
 
 # --- what people type ---------------------------------------------------------------------------
@@ -545,42 +682,42 @@ NONSENSE_OPTIONS = [
     "bogus", "=", "==", "failmode", "timeout", "socket=", "prompt=", "digits=", "digits=5",
     "digits=99999999999999999999", "timeout=0", "timeout=-1", "timeout=abc", "timeout=3s",
     "timeout=99999999999999999999999999", "failmode=maybe", "failmode=", "socket=relative/path",
-    "socket=/" + "a" * 200, "prompt=" + "p" * 300, "[prompt=]", "%s%s%n%n",
+    "socket=/" + "a" * 200, "prompt=" + "p" * 300, "[prompt=]", "%s%s%n%n", "daemon_user=",
 ]
 # Longer than libpam lets a configuration line carry: handed to pam_sm_authenticate directly.
 HUGE_OPTIONS = ["prompt=" + "p" * 10000, "x" * 10000, "timeout=" + "9" * 10000, "socket=/" + "s" * 10000,
-                "failmode=" + "o" * 10000, "digits=" + "7" * 10000, "\x01\x02\x7f\xff", "=" * 10000]
+                "failmode=" + "o" * 10000, "digits=" + "7" * 10000, "\x01\x02\x7f\xff", "=" * 10000,
+                "daemon_user=" + "u" * 10000]
 
 
 def test_nonsense_options_do_not_crash_and_fall_back(enrolled, pam_service, daemon, syslog):
     # The real socket comes last, so the module can still do its job with the defaults.
     args = " ".join(NONSENSE_OPTIONS) + f" socket={daemon.socket}"
     service = pam_service(observing_stack(args))
-    run = Run(service, enrolled.user, [enrolled.code(steps_ahead=1)])
+    run = Run(service, enrolled.user, [enrolled.code(steps_ahead=1)], syslog=syslog)
     assert run.outcome == "success", run
     assert DEFAULT_PROMPT in run.output  # the 10 KB prompt was refused
-    if syslog is not None:
-        logged = syslog.text()
-        for text in ('option "bogus" is not a known option', 'option "timeout=0" must be whole seconds',
-                     'option "failmode=maybe" must be secure or open; using secure',
-                     'option "prompt=ppp', 'using the default prompt', 'using the default socket'):
-            assert text in logged, logged
-        assert 'option "%s%s%n%n" is not a known option' in logged, logged
+    logged = syslog.text()
+    for text in ('option "bogus" is not a known option', 'option "timeout=0" must be whole seconds',
+                 'option "failmode=maybe" must be secure or open; using secure',
+                 'option "prompt=ppp', 'using the default prompt', 'using the default socket',
+                 'option "daemon_user=" must be a user name of 1 to 256 bytes; using twofactor'):
+        assert text in logged, logged
+    assert 'option "%s%s%n%n" is not a known option' in logged, logged
 
 
 def test_huge_options_do_not_crash_and_fall_back(enrolled, pam_service, daemon, pam_driver, syslog):
     service = pam_service([f"auth required {PAM_MODULE}"])  # the handle's service; argv is ours
-    result = subprocess.run([pam_driver, "--direct", PAM_MODULE, service, enrolled.user,
+    result = subprocess.run([*syslog.wrapper, pam_driver, "--direct", PAM_MODULE, service, enrolled.user,
                              enrolled.code(steps_ahead=1), *HUGE_OPTIONS, f"socket={daemon.socket}"],
                             capture_output=True, timeout=60)
     output = result.stdout.decode("utf-8", "replace")
     assert result.returncode == 0, (result, output)
     assert f"message {1}: {DEFAULT_PROMPT}" in output, output  # PAM_PROMPT_ECHO_OFF, default text
     assert "status=0" in output, output
-    if syslog is not None:
-        logged = syslog.text()
-        assert logged.count("is not a known option") >= 3, logged
-        assert max(len(line) for line in logged.splitlines()) < 1000, "10 KB values must be cut"
+    logged = syslog.text()
+    assert logged.count("is not a known option") >= 3, logged
+    assert max(len(line) for line in logged.splitlines()) < 1000, "10 KB values must be cut"
 
     # The same with the daemon away: the huge failmode= must not have turned into "open".
     result = subprocess.run([pam_driver, "--direct", PAM_MODULE, service, enrolled.user, "x",
@@ -596,8 +733,8 @@ def test_bad_failmode_falls_back_to_secure(pam_service, user, dead_socket_path, 
 
 
 @pytest.mark.parametrize("timeout", ["timeout=0", "timeout=99999999999999999999", "timeout=abc"])
-def test_bad_timeout_falls_back_to_the_default(pam_service, user, broken_peer, timeout):
-    peer = broken_peer(reply=None)
+def test_bad_timeout_falls_back_to_the_default(pam_service, user, fake_peer, timeout):
+    peer = fake_peer({"*": STALL})
     run = Run(pam_service(observing_stack(f"socket={peer.path} {timeout}")), user.name, [], timeout=30)
     assert run.outcome == "authinfo_unavail", run
     assert 2.9 <= run.elapsed < 5, run
@@ -843,3 +980,99 @@ def test_the_daemon_is_asked_about_the_passwd_name_not_what_was_typed(pam_servic
     assert "Two-factor" not in output, output  # no code was asked for a name with no account
     logged_in = pamtester(service, enrolled.user, [enrolled.code(steps_ahead=1)])
     assert logged_in.returncode == 0, logged_in
+
+
+# --- who answers ----------------------------------------------------------------------------------
+
+# What an impostor listening at the socket path would answer: yes to everything.
+ACCEPT_EVERYTHING = {"check": ENROLLED, "verify": wire.encode_frame(0x01)}
+
+
+@pytest.mark.parametrize("failmode", BOTH_FAILMODES)
+def test_a_socket_served_by_another_user_is_not_believed(make_user, pam_service, fake_peer, syslog, failmode):
+    target, impostor, daemon_user = make_user(), make_user(), make_user()
+    peer = fake_peer(ACCEPT_EVERYTHING, uid=impostor.uid, gid=impostor.gid)
+    missing = helpers.unique_name("tfnone")
+    cases = {
+        "": f"an untrusted peer (uid {impostor.uid}: ",  # the default daemon_user, twofactor
+        f"daemon_user={daemon_user.name}":
+            f"an untrusted peer (uid {impostor.uid}: neither root nor daemon_user {daemon_user.name} (uid {daemon_user.uid}))",
+        f"daemon_user={missing}": f"an untrusted peer (uid {impostor.uid}: not root, and daemon_user {missing} does not exist)",
+    }
+    for option, why in cases.items():
+        service = pam_service(login_stack(f"socket={peer.path} {failmode} {option}"))
+        run = Run(service, target.name, ["000000"], syslog=syslog)
+        assert run.outcome == "authinfo_unavail", (option, run)
+        assert DEFAULT_PROMPT not in run.output, run
+        logged = syslog.text()
+        assert f"gave no usable answer to check: {why}" in logged, (option, logged)
+        assert f"refusing user {target.name}" in logged, logged
+    # Refused before anything was sent: the impostor did not even learn the user name.
+    assert peer.requests() == []
+
+
+def test_a_socket_served_by_root_is_believed(user, pam_service, fake_peer):
+    peer = fake_peer(ACCEPT_EVERYTHING)
+    run = Run(pam_service(login_stack(f"socket={peer.path} daemon_user=nobody")), user.name, ["000000"])
+    assert run.outcome == "success", run
+    assert peer.requests() == ["check", "verify"]
+
+
+def test_a_daemon_running_as_daemon_user_is_believed(make_user, pam_service):
+    """The real twofactord, run as a throwaway account named by daemon_user=."""
+    account, runner = make_user(), make_user()
+    daemon = Daemon(None)
+    try:
+        for directory, _, files in os.walk(daemon.dir):
+            for name in [directory, *(os.path.join(directory, f) for f in files)]:
+                os.chown(name, runner.uid, runner.gid)
+        daemon.start(wrapper=["setpriv", f"--reuid={runner.uid}", f"--regid={runner.gid}", "--clear-groups"])
+        enrollment = daemon.enroll(account.name)
+        believed = pam_service(login_stack(f"socket={daemon.socket} daemon_user={runner.name}"))
+        ok = Run(believed, account.name, [enrollment.code(steps_ahead=1)])
+        assert ok.outcome == "success", ok
+        wrong = Run(believed, account.name, [wrong_code(enrollment.secret)])
+        assert wrong.outcome == "auth_err", wrong
+        # Without the option only root and the default account (twofactor) are believed.
+        default = Run(pam_service(login_stack(f"socket={daemon.socket} failmode=open")), account.name,
+                      [enrollment.code(steps_ahead=1)])
+        assert default.outcome == "authinfo_unavail", default
+    finally:
+        daemon.destroy()
+
+
+# --- names are bytes ------------------------------------------------------------------------------
+
+@pytest.fixture
+def named_users():
+    """named_users(name, ...) creates real accounts with exactly these names (useradd takes
+    non-ASCII names as they are) and removes them afterwards."""
+    made = []
+
+    def make(*names):
+        for name in names:
+            subprocess.run(["useradd", name], check=True, capture_output=True)
+            made.append(name)
+    yield make
+    for name in made:
+        subprocess.run(["userdel", "--force", name], capture_output=True)
+
+
+def test_a_canonically_equivalent_name_is_another_account(daemon, pam_service, named_users, syslog):
+    """"jose" + U+0301 and "jos" + U+00E9 look alike and are equal as Swift Strings, but they are
+    different accounts: logging in as the decomposed one asks about the decomposed account."""
+    base = helpers.unique_name("tfj")
+    composed, decomposed = base + "\u00e9", base + "e\u0301"
+    named_users(composed, decomposed)
+    enrollment = daemon.enroll(composed)
+    service = pam_service(observing_stack(f"socket={daemon.socket} debug"))
+
+    lookalike = Run(service, decomposed, [enrollment.code(steps_ahead=1)], syslog=syslog)
+    assert lookalike.outcome == "ignore", lookalike  # not enrolled: the composed account's 2FA is not its own
+    assert DEFAULT_PROMPT not in lookalike.output, lookalike
+    logged = syslog.text()
+    # printable() shows each non-ASCII byte as "?": 2 for U+00E9, "e" and 2 for U+0301.
+    assert f"user {base}e?? has no two-factor authentication" in logged, logged
+
+    owner = Run(service, composed, [enrollment.code(steps_ahead=1)])
+    assert owner.outcome == "success", owner

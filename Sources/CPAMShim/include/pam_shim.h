@@ -33,13 +33,18 @@ enum {
 /// pam_syslog(pamh, priority, "%s", message).
 void twofactor_syslog(pam_handle_t *pamh, int priority, const char *message);
 
-/// pam_syslog(pamh, priority, "%s: %s", message, strerror(errnum)), thread-safe.
-void twofactor_syslog_errno(pam_handle_t *pamh, int priority, const char *message, int errnum);
+/// pam_syslog(pamh, priority, "%s: %s%s", before, strerror(errnum), after), thread-safe.
+void twofactor_syslog_errno(pam_handle_t *pamh, int priority, const char *before, int errnum, const char *after);
 
 /// One conversation message of `style` (PAM_PROMPT_ECHO_OFF, PAM_ERROR_MSG, PAM_TEXT_INFO...).
 /// For prompts, *response receives the answer (malloc'd, may be NULL); the caller must release it
 /// with twofactor_free_secret. The response array itself is zeroed and freed here.
 int twofactor_converse(pam_handle_t *pamh, int style, const char *message, char **response);
+
+/// The uid of the process at the other end of the connected Unix socket `fd` (SO_PEERCRED:
+/// whoever called listen() on the server side). Returns 0 or -1 with errno set.
+/// In C because struct ucred needs _GNU_SOURCE, which would change how Swift imports connect().
+int twofactor_peer_uid(int fd, uid_t *uid);
 
 /// Zeroes a NUL-terminated secret (explicit_bzero, not optimised away) and frees it.
 void twofactor_free_secret(char *secret);
