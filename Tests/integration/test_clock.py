@@ -16,6 +16,7 @@ from helpers import totp
 
 FAST_NTP = {"ntp_interval": 1, "ntp_timeout": 0.5, "ntp_samples": 2}
 FAKETIME_120 = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+120s"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def clock_status(daemon):
@@ -91,6 +92,74 @@ def chrony():
             process.wait()
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kernel_shims(tmp_path_factory):
+    """LD_PRELOAD shims that make adjtimex report an unsynchronised or a synchronised kernel clock
+    to the daemon (kernel_clock_shim.c), so compensation tests mean the same whatever this
+    machine's kernel says. Returns {False: path, True: path}."""
+    directory = tmp_path_factory.mktemp("kernel-shim")
+    shims = {}
+    for synchronised in (False, True):
+        path = str(directory / f"kernel-{'sync' if synchronised else 'unsync'}.so")
+        subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", f"-DSYNCHRONISED={int(synchronised)}",
+                        "-o", path, os.path.join(HERE, "kernel_clock_shim.c")], check=True)
+        shims[synchronised] = path
+    return shims
+
+
+def with_kernel(shims, synchronised, wrapper=()):
+    """A daemon wrapper that makes the kernel look (un)synchronised to it, then runs `wrapper`
+    (faketime appends its library to an LD_PRELOAD that is already set)."""
+    return ["env", f"LD_PRELOAD={shims[synchronised]}", *wrapper]
+
+
+def restart_with(daemon, wrapper):
+    daemon.stop()
+    daemon.start(wrapper=wrapper)
+
+
+def rounds_done(servers, rounds, samples=FAST_NTP["ntp_samples"], timeout=20):
+    """Waits until every server has been asked `rounds` more rounds' worth of samples."""
+    targets = [(s, s.request_count() + rounds * samples) for s in servers]
+    for server, count in targets:
+        assert server.wait_for_requests(count, timeout=timeout), f"{server.address} was not asked"
+
+
+def honest_server(fake_ntp):
+    """An honest server 50 ms away, so a liar on loopback has the shortest round trip."""
+    return fake_ntp(behaviour="slow", slow_seconds=0.05)
+
+
+# --- agreement: one NTP answer must not move verification time (issue 10) ---------------------
+
+def test_one_liar_among_honest_servers_has_no_effect(daemon_factory, fake_ntp, kernel_shims, user):
+    honest = [honest_server(fake_ntp), honest_server(fake_ntp)]
+    # The liar says true time minus 3000 s, with a shorter round trip than the honest servers.
+    liar = fake_ntp(skew=-3000.0)
+    servers = [honest[0], liar, honest[1]]
+    daemon = daemon_factory(ntp_servers=" ".join(s.address for s in servers), drift_learning=False, **FAST_NTP)
+    restart_with(daemon, with_kernel(kernel_shims, False))
+    rounds_done(servers, 3)
+
+    # Codes from the true time still work: the liar did not move verification time.
+    begun = daemon.request("enrollBegin", {"user": user.name})
+    assert begun.status == "ok", begun
+    confirmed = daemon.request("enrollConfirm", {"user": user.name, "code": totp(begun["secret"], at=time.time())})
+    assert confirmed.status == "ok", (confirmed, clock_status(daemon))
+    accepted = daemon.request("verify", {"user": user.name, "code": totp(begun["secret"], at=time.time() + 30)})
+    assert accepted.status == "accepted", accepted
+    old = daemon.request("verify", {"user": user.name, "code": totp(begun["secret"], at=time.time() - 3000)})
+    assert old.status == "wrongCode", old
+
+    answer = clock_status(daemon)
+    assert abs(offset_seconds(answer)) < 0.5, answer  # the honest majority's offset
+    assert answer["clockServer"] in (honest[0].address, honest[1].address), answer
+    assert answer["clockFalseticker"] == [liar.address], answer
+    assert liar.address in answer["message"] and "falseticker" in answer["message"], answer
+    log = daemon.log()
+    assert re.search(rf"ntp-falseticker server={re.escape(liar.address)} offset=\+3000\.\d+s agree=2/3", log), log
 
 
 # --- the fake server: measured offsets -----------------------------------------------------------
