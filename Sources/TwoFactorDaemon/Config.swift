@@ -30,7 +30,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var ntpSamples = 4
     public var clockWarnThreshold: Double = 10
     public var clockCompensation = true
-    public var clockCompensationMax: Double = 3600
+    public var clockCompensationMax: Double = 180
+    public var clockMinSources = 2
     public var driftLearning = true
     public var driftMaxSteps = 2
 
@@ -41,7 +42,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var clockConfiguration: ClockConfiguration {
         ClockConfiguration(servers: ntpServers, intervalSeconds: ntpInterval, timeoutSeconds: ntpTimeout,
                            samples: ntpSamples, warnThresholdSeconds: clockWarnThreshold,
-                           compensation: clockCompensation, compensationMaxSeconds: clockCompensationMax)
+                           compensation: clockCompensation, compensationMaxSeconds: clockCompensationMax,
+                           minimumSources: clockMinSources)
     }
 
     static func hostName() -> String {
@@ -152,6 +154,8 @@ public enum ConfigParser {
             case "clock_warn_threshold": config.clockWarnThreshold = try seconds(value, key, 0.001...86_400, fail)
             case "clock_compensation": config.clockCompensation = try boolean(value, key, fail)
             case "clock_compensation_max": config.clockCompensationMax = try seconds(value, key, 0...31_622_400, fail)
+            case "clock_min_sources":
+                config.clockMinSources = try integer(value, key, ClockConfiguration.minimumSourcesRange, fail)
             case "drift_learning": config.driftLearning = try boolean(value, key, fail)
             case "drift_max_steps": config.driftMaxSteps = try integer(value, key, 0...10, fail)
             default:

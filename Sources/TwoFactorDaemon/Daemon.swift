@@ -72,7 +72,7 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             throw .failure("database: \(error)")
         }
-        let clock = ClockMonitor(configuration: config.clockConfiguration, logger: logger)
+        let clock = ClockMonitor(configuration: config.clockConfiguration, logger: logger, audit: audit)
         clock.start()
         let processor = RequestProcessor(store: store, rules: AccountRules(policy: AccountPolicy(config: config), keys: keys),
                                          clock: clock, audit: audit)

@@ -251,6 +251,8 @@ public final class RequestProcessor: Sendable {
         if let error = reading.kernelErrorMicros { answer.append(.kernelErrorMicros, int64: error) }
         if let remedy = reading.remedy { Self.appendText(&answer, .clockRemedy, remedy) }
         answer.append(.clockCompensation, bool: reading.compensation)
+        if let correction = reading.correctionSeconds { answer.append(.clockCorrectionMicros, int64: Self.micros(correction)) }
+        for server in reading.falsetickers { Self.appendText(&answer, .clockFalseticker, server) }
         Self.appendText(&answer, .message, reading.summary)
         audit.management("clock", account: nil, caller: caller, result: "ok", reason: "ok")
         respond(answer)

@@ -97,6 +97,8 @@ public enum FieldTag: UInt8 {
     case kernelErrorMicros = 0x47   // i64 estimated error from adjtimex
     case clockRemedy = 0x48         // text
     case clockCompensation = 0x49   // u8 bool
+    case clockFalseticker = 0x4A    // text, repeated: a server outvoted by the others
+    case clockCorrectionMicros = 0x4B // i64 offset verification time is corrected by; absent: not corrected
 }
 
 public enum VerificationMethod: UInt8 {

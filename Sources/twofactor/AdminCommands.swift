@@ -202,12 +202,16 @@ struct AdminClock: ParsableCommand {
             servers: the offset (this clock minus true time), the server and its stratum, the \
             round-trip delay, how old the measurement is, whether the kernel reports the clock \
             as synchronized, and a verdict (ok, warning, bad or unknown) with what to do about \
-            it. Fields the daemon did not measure are left out. Asks nothing. The exit status \
-            is 0 whatever the verdict; read "state" from --json in monitoring scripts.
+            it. Also whether codes are checked against corrected time now (only when at least \
+            clock_min_sources servers agree over two rounds and no NTP daemon keeps the clock \
+            synchronized), and the falsetickers: servers the others outvoted, whose answers are \
+            ignored. Fields the daemon did not measure are left out. Asks nothing. The exit \
+            status is 0 whatever the verdict; read "state" from --json in monitoring scripts.
 
             With --json: {"state", "offset_micros", "server", "stratum", "delay_micros", \
             "measured_at", "age_seconds", "kernel_synchronized", "kernel_error_micros", \
-            "compensation", "remedy", "message"} (null when not measured).
+            "compensation", "correction_micros", "falsetickers", "remedy", "message"} (null \
+            when not measured or not corrected; falsetickers is a list, maybe empty).
 
             \(ExitStatusHelp.table)
 
@@ -235,6 +239,8 @@ struct AdminClock: ParsableCommand {
                 ("kernel_synchronized", response.bool(.kernelSynchronized).map(JSON.bool) ?? .null),
                 ("kernel_error_micros", .optionalInt(response.int64(.kernelErrorMicros))),
                 ("compensation", response.bool(.clockCompensation).map(JSON.bool) ?? .null),
+                ("correction_micros", .optionalInt(response.int64(.clockCorrectionMicros))),
+                ("falsetickers", .array(response.allStrings(.clockFalseticker).map(JSON.string))),
                 ("remedy", .optionalString(response.string(.clockRemedy))),
                 ("message", .optionalString(response.string(.message))),
             ]).print()
@@ -265,7 +271,18 @@ struct AdminClock: ParsableCommand {
             fields.add("Kernel synchronized", value)
         }
         if let compensation = response.bool(.clockCompensation) {
-            fields.add("Compensation", compensation ? "on (codes are checked against the corrected time)" : "off")
+            let value: String
+            if let correction = response.int64(.clockCorrectionMicros) {
+                value = "on: codes are checked against the corrected time (\(formatMicros(correction, signed: true)))"
+            } else {
+                value = compensation ? "on, but not applied now: codes are checked against this clock" : "off"
+            }
+            fields.add("Compensation", value)
+        }
+        let falsetickers = response.allStrings(.clockFalseticker)
+        if !falsetickers.isEmpty {
+            fields.add("Falsetickers", falsetickers.map(printable).joined(separator: ", ")
+                       + " (outvoted by the other servers; ignored)")
         }
         var out = "Clock check: \(printable(state))"
         if !fields.items.isEmpty { out += "\n" + fields.rendered() }

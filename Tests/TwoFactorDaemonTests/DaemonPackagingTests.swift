@@ -92,7 +92,7 @@ final class DaemonPackagingTests: XCTestCase {
                 uncommented += line.dropFirst() + "\n"
             }
         }
-        XCTAssertEqual(keys.count, 25, "\(keys)")
+        XCTAssertEqual(keys.count, 26, "\(keys)")
         var parsed = try ConfigParser.parse(uncommented, file: "uncommented")
         XCTAssertEqual(parsed.issuer, "myhost")
         parsed.issuer = DaemonConfig().issuer

@@ -137,7 +137,7 @@ final class StoreAndRulesTests: XCTestCase {
         let rules = rules()
         _ = try enroll(rules, "alice", at: 1_800_000_000)
         let processor = RequestProcessor(store: store, rules: rules,
-                                         clock: ClockMonitor(configuration: ClockConfiguration(servers: []), logger: .init(label: "test")),
+                                         clock: ClockMonitor(configuration: ClockConfiguration(servers: []), logger: .init(label: "test"), audit: nil),
                                          audit: AuditLog(target: .stderr))
         store.failingCommitsForTesting = 1
         var request = WireMessage(operation: .verify)
@@ -249,7 +249,9 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertEqual(config.ntpSamples, 4)
         XCTAssertEqual(config.clockWarnThreshold, 10)
         XCTAssertTrue(config.clockCompensation)
-        XCTAssertEqual(config.clockCompensationMax, 3600)
+        XCTAssertEqual(config.clockCompensationMax, 180)
+        XCTAssertEqual(config.clockMinSources, 2)
+        XCTAssertEqual(config.clockConfiguration, ClockConfiguration())
         XCTAssertTrue(config.driftLearning)
         XCTAssertEqual(config.driftMaxSteps, 2)
     }
@@ -280,6 +282,7 @@ final class ConfigAndAuditTests: XCTestCase {
             clock_warn_threshold = 5
             clock_compensation = off
             clock_compensation_max = 600
+            clock_min_sources = 3
             drift_learning = false
             drift_max_steps = 0
             """
@@ -293,6 +296,7 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertFalse(config.clockCompensation)
         XCTAssertEqual(config.clockCompensationMax, 600)
         XCTAssertEqual(config.clockConfiguration.compensationMaxSeconds, 600)
+        XCTAssertEqual(config.clockConfiguration.minimumSources, 3)
         XCTAssertFalse(config.driftLearning)
         XCTAssertEqual(config.driftMaxSteps, 0)
         XCTAssertEqual(try ConfigParser.parse("ntp_servers =\n", file: "x").ntpServers, [])
@@ -311,6 +315,10 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertTrue(error("lockout_seconds = 600\nlockout_max_seconds = 60").hasPrefix("/etc/t.conf:2:"))
         XCTAssertTrue(error("period = 0").hasPrefix("/etc/t.conf:1:"))
         XCTAssertTrue(error("max_connections = -1").hasPrefix("/etc/t.conf:1:"))
+        // One server alone must never be enough to move verification time.
+        XCTAssertEqual(error("clock_min_sources = 1"),
+                       "/etc/t.conf:1: clock_min_sources must be a whole number from 2 to 16, got '1'")
+        XCTAssertTrue(error("clock_min_sources = 17").hasPrefix("/etc/t.conf:1: clock_min_sources"))
     }
 
     func testAuditValuesCannotForgeFields() {

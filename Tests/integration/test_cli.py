@@ -644,7 +644,8 @@ def test_admin_clock(daemon):
     out = json.loads(cli(None, "admin", "clock", "--json", daemon=daemon).stdout)
     assert list(out) == ["state", "offset_micros", "server", "stratum", "delay_micros", "measured_at",
                          "age_seconds", "kernel_synchronized", "kernel_error_micros", "compensation",
-                         "remedy", "message"]
+                         "correction_micros", "falsetickers", "remedy", "message"]
+    assert out["correction_micros"] is None and out["falsetickers"] == []
     assert out["state"] == state.group(1)
     raw = daemon.request("clockStatus")
     assert raw.status == "ok"

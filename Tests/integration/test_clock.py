@@ -1,6 +1,7 @@
 """The clock check (issue 7) against real NTP answers: a fake server of our own (chosen offsets and
 bad answers, fake_ntp_server.py) and a real chronyd, with the daemon's clock shifted by faketime.
 Only 127.0.0.1 servers are ever configured."""
+import json
 import os
 import re
 import shutil
@@ -12,10 +13,11 @@ import time
 import pytest
 
 from fake_ntp_server import FakeNTPServer, sntp_query
-from helpers import totp
+from helpers import TWOFACTOR_CLI, totp
 
 FAST_NTP = {"ntp_interval": 1, "ntp_timeout": 0.5, "ntp_samples": 2}
 FAKETIME_120 = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+120s"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def clock_status(daemon):
@@ -91,6 +93,223 @@ def chrony():
             process.wait()
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kernel_shims(tmp_path_factory):
+    """LD_PRELOAD shims that make adjtimex report an unsynchronised or a synchronised kernel clock
+    to the daemon (kernel_clock_shim.c), so compensation tests mean the same whatever this
+    machine's kernel says. Returns {False: path, True: path}."""
+    directory = tmp_path_factory.mktemp("kernel-shim")
+    shims = {}
+    for synchronised in (False, True):
+        path = str(directory / f"kernel-{'sync' if synchronised else 'unsync'}.so")
+        subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", f"-DSYNCHRONISED={int(synchronised)}",
+                        "-o", path, os.path.join(HERE, "kernel_clock_shim.c")], check=True)
+        shims[synchronised] = path
+    return shims
+
+
+def admin_clock(daemon, *options):
+    """`twofactor admin clock` (as root) against the test daemon: its standard output."""
+    result = subprocess.run([TWOFACTOR_CLI, "admin", "clock", *options, "--socket", daemon.socket],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result
+    return result.stdout
+
+
+def with_kernel(shims, synchronised, wrapper=()):
+    """A daemon wrapper that makes the kernel look (un)synchronised to it, then runs `wrapper`
+    (faketime appends its library to an LD_PRELOAD that is already set)."""
+    return ["env", f"LD_PRELOAD={shims[synchronised]}", *wrapper]
+
+
+def restart_with(daemon, wrapper):
+    daemon.stop()
+    daemon.start(wrapper=wrapper)
+
+
+def rounds_done(servers, rounds, samples=FAST_NTP["ntp_samples"], timeout=20):
+    """Waits until every server has been asked `rounds` more rounds' worth of samples."""
+    targets = [(s, s.request_count() + rounds * samples) for s in servers]
+    for server, count in targets:
+        assert server.wait_for_requests(count, timeout=timeout), f"{server.address} was not asked"
+
+
+def honest_server(fake_ntp):
+    """An honest server 50 ms away, so a liar on loopback has the shortest round trip."""
+    return fake_ntp(behaviour="slow", slow_seconds=0.05)
+
+
+# --- agreement: one NTP answer must not move verification time (issue 10) ---------------------
+
+def test_one_liar_among_honest_servers_has_no_effect(daemon_factory, fake_ntp, kernel_shims, user):
+    honest = [honest_server(fake_ntp), honest_server(fake_ntp)]
+    # The liar says true time minus 3000 s, with a shorter round trip than the honest servers.
+    liar = fake_ntp(skew=-3000.0)
+    servers = [honest[0], liar, honest[1]]
+    daemon = daemon_factory(ntp_servers=" ".join(s.address for s in servers), drift_learning=False, **FAST_NTP)
+    restart_with(daemon, with_kernel(kernel_shims, False))
+    rounds_done(servers, 3)
+
+    # Codes from the true time still work: the liar did not move verification time.
+    begun = daemon.request("enrollBegin", {"user": user.name})
+    assert begun.status == "ok", begun
+    confirmed = daemon.request("enrollConfirm", {"user": user.name, "code": totp(begun["secret"], at=time.time())})
+    assert confirmed.status == "ok", (confirmed, clock_status(daemon))
+    accepted = daemon.request("verify", {"user": user.name, "code": totp(begun["secret"], at=time.time() + 30)})
+    assert accepted.status == "accepted", accepted
+    old = daemon.request("verify", {"user": user.name, "code": totp(begun["secret"], at=time.time() - 3000)})
+    assert old.status == "wrongCode", old
+
+    answer = clock_status(daemon)
+    assert abs(offset_seconds(answer)) < 0.5, answer  # the honest majority's offset
+    assert answer["clockServer"] in (honest[0].address, honest[1].address), answer
+    assert answer["clockFalseticker"] == [liar.address], answer
+    assert liar.address in answer["message"] and "falseticker" in answer["message"], answer
+    log = daemon.log()
+    assert re.search(rf"ntp-falseticker server={re.escape(liar.address)} offset=\+3000\.\d+s agree=2/3", log), log
+    text = admin_clock(daemon)
+    assert re.search(rf"^\s*Falsetickers:\s+{re.escape(liar.address)} \(outvoted", text, re.M), text
+    assert json.loads(admin_clock(daemon, "--json"))["falsetickers"] == [liar.address]
+
+
+def test_a_single_liar_is_only_diagnosed(daemon_factory, fake_ntp, kernel_shims, user):
+    liar = fake_ntp(skew=-3000.0)
+    daemon = daemon_factory(ntp_servers=liar.address, drift_learning=False, **FAST_NTP)
+    restart_with(daemon, with_kernel(kernel_shims, False))
+    rounds_done([liar], 3)
+
+    secret = enroll_at(daemon, user.name, time.time())
+    accepted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + 30)})
+    assert accepted.status == "accepted", accepted
+
+    # The diagnosis shows what the one server says, and how to fix it, but nothing is corrected.
+    answer = clock_status(daemon)
+    assert abs(offset_seconds(answer) - 3000) < 0.5, answer
+    assert answer["clockState"] == "bad", answer
+    assert "clockCorrectionMicros" not in answer, answer
+    assert "only one NTP server answered" in answer["message"], answer
+    assert "codes are checked against this clock" in answer["message"], answer
+    assert "chronyc makestep" in answer["clockRemedy"] and "clock_min_sources" in answer["clockRemedy"], answer
+    assert "clockFalseticker" not in answer, answer
+
+
+def kernel_synchronised_here():
+    """What this machine's kernel says (adjtimex, read only), the way the daemon reads it."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    timex = ctypes.create_string_buffer(256)  # struct timex; modes = 0: just read
+    state = libc.adjtimex(timex)
+    status = int.from_bytes(timex.raw[40:44], "little")  # after modes (+pad) and four longs
+    return state not in (-1, 5) and not status & 0x40    # TIME_ERROR, STA_UNSYNC
+
+
+def test_reports_this_machines_kernel_clock_state(daemon):
+    # Without the shim the daemon reads the real kernel; the compensation tests below pin it.
+    expected = kernel_synchronised_here()
+    assert clock_status(daemon)["kernelSynchronized"] is expected
+    print("this machine's kernel clock is", "synchronised" if expected else "not synchronised")
+
+
+def shifted_daemon(daemon_factory, servers, kernel_shims, synchronised=False, **overrides):
+    """A daemon 120 s ahead of true time (faketime) asking `servers`, with the kernel looking
+    (un)synchronised to it."""
+    # 2 s rounds: a confirmed offset stays applied for 4 s, well past the next round even on a busy machine.
+    settings = dict(FAST_NTP, drift_learning=False, ntp_interval=2)
+    settings.update(overrides)
+    daemon = daemon_factory(ntp_servers=" ".join(servers), **settings)
+    restart_with(daemon, with_kernel(kernel_shims, synchronised, FAKETIME_120))
+    return daemon
+
+
+def corrected(answer):
+    return "clockCorrectionMicros" in answer and abs(answer["clockCorrectionMicros"] / 1e6 - 120) < 0.5
+
+
+def assert_codes_follow(daemon, user, true_time_works):
+    """Enrols `user` and checks which clock codes are verified against: true time (compensated)
+    or the daemon's own clock, 120 s ahead. Codes from the other clock are refused."""
+    own, other = (0, 120) if true_time_works else (120, 0)
+    secret = enroll_at(daemon, user.name, time.time() + own)
+    refused = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + other)})
+    assert refused.status == "wrongCode", refused
+    accepted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + own + 30)})
+    assert accepted.status == "accepted", accepted
+    return refused
+
+
+def test_two_honest_servers_compensate_a_shifted_clock_after_two_rounds(daemon_factory, chrony, fake_ntp,
+                                                                        kernel_shims, user):
+    # Rounds 5 s apart, so the first measurement is seen well before the second round confirms it.
+    daemon = shifted_daemon(daemon_factory, [chrony, fake_ntp().address], kernel_shims, ntp_interval=5)
+    first = wait_for_status(daemon, measured)
+    assert abs(offset_seconds(first) - 120) < 0.05, first
+    assert "clockCorrectionMicros" not in first, first
+    assert "not yet confirmed by a second round" in first["message"], first
+
+    answer = wait_for_status(daemon, corrected, timeout=30)
+    assert corrected(answer), answer
+    assert answer["clockState"] == "bad", answer
+    assert "codes are checked against the corrected time" in answer["message"], answer
+    assert "clockFalseticker" not in answer, answer
+
+    text = admin_clock(daemon)
+    assert re.search(r"^\s*Compensation:\s+on: codes are checked against the corrected time \(\+1(19\.9|20\.0)\d\d s\)$", text, re.M), text
+    assert abs(json.loads(admin_clock(daemon, "--json"))["correction_micros"] / 1e6 - 120) < 0.05
+
+    refused = assert_codes_follow(daemon, user, true_time_works=True)
+    assert abs(refused["clockOffsetMicros"] / 1e6 - 120) < 0.05, refused
+    log = daemon.log()
+    assert re.search(r"result=accepted reason=ok", log), log
+    assert re.search(r"result=rejected reason=wrong-code clock_offset=\+120\.0\d\ds", log), log
+
+
+def test_no_compensation_while_the_kernel_is_synchronised(daemon_factory, chrony, fake_ntp, kernel_shims, user):
+    honest = fake_ntp()
+    daemon = shifted_daemon(daemon_factory, [chrony, honest.address], kernel_shims, synchronised=True)
+    rounds_done([honest], 4)
+    answer = clock_status(daemon)
+    assert abs(offset_seconds(answer) - 120) < 0.05, answer
+    assert answer["kernelSynchronized"] is True, answer
+    assert "clockCorrectionMicros" not in answer, answer
+    assert "an NTP daemon keeps this clock synchronised: codes are checked against this clock" in answer["message"], answer
+    assert_codes_follow(daemon, user, true_time_works=False)
+
+
+def test_a_liar_after_good_rounds_has_no_effect(daemon_factory, fake_ntp, kernel_shims, user):
+    honest = [honest_server(fake_ntp), honest_server(fake_ntp)]
+    turncoat = fake_ntp()  # honest at first, and the shortest round trip
+    servers = [turncoat, *honest]
+    daemon = shifted_daemon(daemon_factory, [s.address for s in servers], kernel_shims)
+    answer = wait_for_status(daemon, corrected, timeout=30)
+    assert corrected(answer), answer
+
+    turncoat.set(skew=-3000.0)
+    rounds_done(servers, 3)
+    answer = clock_status(daemon)
+    assert corrected(answer), answer["message"]  # still the honest majority's 120 s
+    assert answer["clockFalseticker"] == [turncoat.address], answer
+    assert_codes_follow(daemon, user, true_time_works=True)
+    assert re.search(rf"ntp-falseticker server={re.escape(turncoat.address)} offset=\+3120\.\d+s agree=2/3",
+                     daemon.log()), daemon.log()
+
+
+def test_a_stale_measurement_is_not_applied(daemon_factory, fake_ntp, kernel_shims, user):
+    servers = [fake_ntp(), fake_ntp()]
+    daemon = shifted_daemon(daemon_factory, [s.address for s in servers], kernel_shims)
+    assert corrected(wait_for_status(daemon, corrected, timeout=30))
+
+    for server in servers:
+        server.set(behaviour="silent")
+    # ntp_interval is 2 s: four seconds after the last confirming round, the offset is too old to apply.
+    answer = wait_for_status(daemon, lambda a: "clockCorrectionMicros" not in a and a["clockState"] == "unknown",
+                             timeout=20)
+    assert "clockCorrectionMicros" not in answer, answer
+    assert answer["clockState"] == "unknown", answer
+    assert "last measured" in answer["message"], answer   # still shown, no longer applied
+    assert abs(offset_seconds(answer) - 120) < 0.05, answer
+    assert_codes_follow(daemon, user, true_time_works=False)
 
 
 # --- the fake server: measured offsets -----------------------------------------------------------
@@ -241,28 +460,6 @@ def enroll_at(daemon, user, code_time):
     confirmed = daemon.request("enrollConfirm", {"user": user, "code": totp(begun["secret"], at=code_time)})
     assert confirmed.status == "ok", confirmed
     return begun["secret"]
-
-
-def test_shifted_clock_is_compensated(daemon_factory, chrony, user):
-    daemon = daemon_factory(ntp_servers=chrony, drift_learning=False, **FAST_NTP)
-    daemon.stop()
-    daemon.start(wrapper=FAKETIME_120)
-    answer = wait_for_status(daemon, measured)
-    assert abs(offset_seconds(answer) - 120) < 0.05, answer
-    assert answer["clockState"] == "bad", answer
-    assert "120.0" in answer["message"] and "ahead" in answer["message"], answer
-
-    # Codes from the true time (oathtool) work: the daemon checks them against corrected time.
-    secret = enroll_at(daemon, user.name, time.time())
-    accepted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + 30)})
-    assert accepted.status == "accepted", accepted
-    # A code from the daemon's own (wrong) clock does not.
-    shifted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + 120)})
-    assert shifted.status == "wrongCode", shifted
-    assert abs(shifted["clockOffsetMicros"] / 1e6 - 120) < 0.05, shifted
-    log = daemon.log()
-    assert re.search(r"result=accepted reason=ok", log), log
-    assert re.search(r"result=rejected reason=wrong-code clock_offset=\+120\.0\d\ds", log), log
 
 
 def test_shifted_clock_without_compensation_rejects_true_codes(daemon_factory, chrony, user):

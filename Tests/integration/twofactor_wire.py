@@ -41,9 +41,10 @@ TAG = {
     "clockStratum": (0x44, "u8"), "clockMeasuredAt": (0x45, "u64"),
     "kernelSynchronized": (0x46, "bool"), "kernelErrorMicros": (0x47, "i64"),
     "clockRemedy": (0x48, "text"), "clockCompensation": (0x49, "bool"),
+    "clockFalseticker": (0x4A, "text"), "clockCorrectionMicros": (0x4B, "i64"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
-REPEATED = {"recoveryCode", "account"}
+REPEATED = {"recoveryCode", "account", "clockFalseticker"}
 METHOD = {1: "totp", 2: "recovery"}
 
 

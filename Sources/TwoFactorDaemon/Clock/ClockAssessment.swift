@@ -38,23 +38,54 @@ public struct ClockMeasurement: Sendable, Equatable {
 
 /// What the monitor has seen so far.
 public struct ClockObservations: Sendable, Equatable {
-    /// The last good measurement (kept when later rounds fail).
+    /// What the diagnosis shows: the last round's agreed measurement, or the best answer of a
+    /// round with too few servers to agree (one server alone). Kept when later rounds fail.
     public var measurement: ClockMeasurement?
     public var roundsCompleted: Int
-    /// Why the last round produced nothing, nil when it succeeded (or none ran yet).
+    /// Why the last round produced nothing usable (no answer, or servers that disagree), nil when
+    /// it succeeded (or none ran yet).
     public var lastRoundFailure: String?
+    /// The last round in which any server answered: its sources, truechimers and falsetickers.
+    public var lastSelection: ClockSelection?
+    /// The previous round's agreed measurement, nil when that round did not agree.
+    public var previousAgreed: ClockMeasurement?
+    /// An agreed offset seen again in the next round: the only measurement compensation applies.
+    public var confirmed: ClockMeasurement?
+    /// When (boot clock) the round that confirmed it ended: its age is counted from there.
+    public var confirmedAt: Double?
 
-    public init(measurement: ClockMeasurement? = nil, roundsCompleted: Int = 0, lastRoundFailure: String? = nil) {
+    public init(measurement: ClockMeasurement? = nil, roundsCompleted: Int = 0, lastRoundFailure: String? = nil,
+                lastSelection: ClockSelection? = nil, previousAgreed: ClockMeasurement? = nil,
+                confirmed: ClockMeasurement? = nil, confirmedAt: Double? = nil) {
         self.measurement = measurement
         self.roundsCompleted = roundsCompleted
         self.lastRoundFailure = lastRoundFailure
+        self.lastSelection = lastSelection
+        self.previousAgreed = previousAgreed
+        self.confirmed = confirmed
+        self.confirmedAt = confirmedAt ?? confirmed?.bootTime
     }
+}
+
+/// Whether verification time is corrected now, and if not, why (for people).
+public enum ClockCorrection: Sendable, Equatable {
+    case applied(ClockMeasurement)
+    case notApplied(String)
 }
 
 public enum ClockPolicy {
     /// |offset| above a fifth of clock_warn_threshold (2 s by default) is a "warning": codes still
     /// work (a TOTP step is 30 s), but the clock is drifting and will eventually break logins.
     public static let warningFraction = 0.2
+
+    /// Two servers agree when their offsets differ by at most this (plus half of each round trip),
+    /// and so must two consecutive rounds. Honest servers agree to milliseconds; a liar inside the
+    /// agreement moves time by about a second at most, which no 30 s TOTP step notices.
+    public static let agreementSeconds = 1.0
+
+    /// How fast a clock may drift between rounds and still count as the same offset: 500 ppm,
+    /// the most the kernel's frequency correction allows (and ntpd's tolerance).
+    public static let maximumDriftRate = 500e-6
 
     public static func warningThreshold(forBadThreshold bad: Double) -> Double { bad * warningFraction }
 
@@ -65,35 +96,107 @@ public enum ClockPolicy {
         return .ok
     }
 
-    /// How long a measurement is trusted for compensation and the rejection hint: three rounds,
-    /// but at least an hour (a free-running clock drifts well under a second an hour, so a
-    /// short NTP outage changes nothing) and at most a day.
+    /// How long a measurement is shown as current and used for the rejection hint: three rounds,
+    /// but at least an hour and at most a day. Diagnosis only: compensation uses
+    /// compensationMaximumAge.
     public static func maximumAge(intervalSeconds: Double) -> Double {
         min(max(3 * intervalSeconds, 3600), 86_400)
     }
 
-    /// The last measurement if it is recent enough to act on.
-    public static func usableMeasurement(_ observations: ClockObservations, configuration: ClockConfiguration,
-                                         bootTime now: Double) -> ClockMeasurement? {
-        guard let m = observations.measurement else { return nil }
-        let age = now - m.bootTime
-        guard age >= -1, age <= maximumAge(intervalSeconds: configuration.intervalSeconds) else { return nil }
-        return m
+    /// A confirmed offset is applied for two intervals after the round that confirmed it: the
+    /// next round normally renews it, but a stale value is not carried on through an outage
+    /// (or while the servers disagree), and a new one has to be measured and confirmed again.
+    public static func compensationMaximumAge(intervalSeconds: Double) -> Double {
+        2 * max(intervalSeconds, ClockConfiguration.minimumInterval)
+    }
+
+    /// Whether `later` repeats `earlier`'s offset: within the agreement tolerance, plus the drift
+    /// a free-running clock may gather between the two (on the boot clock, which is never stepped).
+    public static func consistent(_ earlier: ClockMeasurement, _ later: ClockMeasurement) -> Bool {
+        let elapsed = abs(later.bootTime - earlier.bootTime)
+        return abs(later.offsetSeconds - earlier.offsetSeconds) <= agreementSeconds + maximumDriftRate * elapsed
+    }
+
+    /// Folds one round, ended at `finishedAt` on the boot clock, into the observations.
+    /// `failure` says why a round in which no server answered usefully gave nothing.
+    public static func record(_ selection: ClockSelection, failure: @autoclosure () -> String,
+                              finishedAt: Double, into o: inout ClockObservations) {
+        o.roundsCompleted += 1
+        guard !selection.sources.isEmpty else {
+            o.lastRoundFailure = failure()
+            o.previousAgreed = nil
+            return
+        }
+        o.lastSelection = selection
+        if let agreed = selection.agreed {
+            o.measurement = agreed
+            o.lastRoundFailure = nil
+            if let previous = o.previousAgreed, consistent(previous, agreed) {
+                o.confirmed = agreed
+                o.confirmedAt = finishedAt
+            }
+            o.previousAgreed = agreed
+            return
+        }
+        // Not enough agreement to act on. A lone server, or a majority smaller than
+        // clock_min_sources, is still worth a diagnosis; servers that disagree are not.
+        o.previousAgreed = nil
+        let diagnosable = selection.sources.count == 1 ? selection.sources : selection.truechimers
+        if let best = diagnosable.min(by: { $0.delaySeconds < $1.delaySeconds }) {
+            o.measurement = best
+            o.lastRoundFailure = nil
+        } else {
+            o.lastRoundFailure = "the NTP servers disagree ("
+                + selection.sources.map { "\($0.server): \(offsetText($0.offsetSeconds))" }.joined(separator: "; ") + ")"
+        }
+    }
+
+    /// The one place that decides whether codes are verified against corrected time.
+    public static func correction(_ o: ClockObservations, configuration: ClockConfiguration,
+                                  kernel: KernelClockStatus, bootTime now: Double) -> ClockCorrection {
+        guard configuration.compensation else { return .notApplied("clock_compensation is off") }
+        // chrony or timesyncd own the time then; they may use authenticated NTS, and we cannot.
+        guard !kernel.synchronized else {
+            return .notApplied("the kernel reports that an NTP daemon keeps this clock synchronised")
+        }
+        guard let confirmed = o.confirmed, let confirmedAt = o.confirmedAt else {
+            return .notApplied(whyNotConfirmed(o, configuration))
+        }
+        let age = now - confirmedAt
+        let limit = compensationMaximumAge(intervalSeconds: configuration.intervalSeconds)
+        guard age >= -1, age <= limit else {
+            return .notApplied("the last agreed offset is \(ageText(age)) old, more than twice ntp_interval")
+        }
+        guard abs(confirmed.offsetSeconds) <= configuration.compensationMaxSeconds else {
+            return .notApplied("the offset is beyond clock_compensation_max (\(formatSeconds(configuration.compensationMaxSeconds)))")
+        }
+        return .applied(confirmed)
+    }
+
+    static func whyNotConfirmed(_ o: ClockObservations, _ configuration: ClockConfiguration) -> String {
+        if o.previousAgreed != nil { return "the offset is not yet confirmed by a second round" }
+        guard let selection = o.lastSelection else { return "no NTP servers agree yet" }
+        let needed = "correction needs \(configuration.minimumSources) servers that agree (clock_min_sources)"
+        if selection.sources.count == 1 { return "only one NTP server answered; \(needed)" }
+        if selection.truechimers.isEmpty { return "the NTP servers disagree; \(needed)" }
+        return "only \(selection.truechimers.count) NTP servers agree; \(needed)"
     }
 
     public static func verificationTime(_ observations: ClockObservations, configuration: ClockConfiguration,
-                                        bootTime: Double, localTime: Double) -> Int64 {
-        if configuration.compensation,
-           let m = usableMeasurement(observations, configuration: configuration, bootTime: bootTime),
-           abs(m.offsetSeconds) <= configuration.compensationMaxSeconds {
+                                        kernel: KernelClockStatus, bootTime: Double, localTime: Double) -> Int64 {
+        if case .applied(let m) = correction(observations, configuration: configuration, kernel: kernel, bootTime: bootTime) {
             return Int64(m.trueTime(atBootTime: bootTime).rounded(.down))
         }
         return Int64(localTime.rounded(.down))
     }
 
+    /// The diagnosed offset when it exceeds the threshold and is recent (the rejection hint and
+    /// the audit line's clock_offset). Never used to move verification time.
     public static func suspectOffset(_ observations: ClockObservations, configuration: ClockConfiguration,
-                                     bootTime: Double) -> Double? {
-        guard let m = usableMeasurement(observations, configuration: configuration, bootTime: bootTime),
+                                     bootTime now: Double) -> Double? {
+        guard let m = observations.measurement else { return nil }
+        let age = now - m.bootTime
+        guard age >= -1, age <= maximumAge(intervalSeconds: configuration.intervalSeconds),
               abs(m.offsetSeconds) > configuration.warnThresholdSeconds else { return nil }
         return m.offsetSeconds
     }
@@ -102,15 +205,22 @@ public enum ClockPolicy {
         + "then enable an NTP service such as chrony or systemd-timesyncd (timedatectl set-ntp true)."
     static let disciplineRemedy = "No NTP daemon is disciplining this clock: enable an NTP service such as "
         + "chrony or systemd-timesyncd (timedatectl set-ntp true)."
+    static func sourcesRemedy(_ configuration: ClockConfiguration) -> String {
+        "To have codes checked against the corrected time meanwhile, list at least \(configuration.minimumSources) "
+            + "independent servers in ntp_servers (clock_min_sources)."
+    }
 
     public static func reading(_ observations: ClockObservations, configuration: ClockConfiguration,
                                kernel: KernelClockStatus, bootTime now: Double) -> ClockReading {
         let m = observations.measurement
+        let correction = correction(observations, configuration: configuration, kernel: kernel, bootTime: now)
         var reading = ClockReading(
             state: .unknown, offsetSeconds: m?.offsetSeconds, delaySeconds: m?.delaySeconds, server: m?.server,
             stratum: m?.stratum, measuredAt: m.map { Int64($0.localTime.rounded(.down)) },
             kernelSynchronized: kernel.synchronized, kernelErrorMicros: kernel.estimatedErrorMicros,
             compensation: configuration.compensation, summary: "")
+        if case .applied(let applied) = correction { reading.correctionSeconds = applied.offsetSeconds }
+        reading.falsetickers = observations.lastSelection?.falsetickers.map(\.server) ?? []
         let kernelNote = kernelDescription(kernel)
         var remedies: [String] = []
         var headline: String
@@ -122,6 +232,7 @@ public enum ClockPolicy {
             if let m {
                 headline += " (last measured \(ageText(now - m.bootTime)) ago: \(offsetText(m.offsetSeconds)) by \(m.server))"
             }
+            if case .applied = correction { headline += "; codes are still checked against the corrected time" }
             remedies.append("Check that the NTP servers (\(configuration.servers.joined(separator: " "))) "
                             + "answer on UDP port 123, or set ntp_servers.")
         } else if let m {
@@ -130,12 +241,23 @@ public enum ClockPolicy {
                 + "delay \(millisText(m.delaySeconds)), measured \(ageText(now - m.bootTime)) ago)"
             if reading.state != .ok {
                 remedies.append(stepRemedy)
-                headline += configuration.compensation
-                    ? "; codes are checked against the corrected time"
-                    : "; clock_compensation is off: codes are checked against this clock"
+                switch correction {
+                case .applied:
+                    headline += "; codes are checked against the corrected time"
+                case .notApplied(let why):
+                    headline += "; \(why): codes are checked against this clock"
+                    if configuration.compensation, !kernel.synchronized, observations.confirmed == nil,
+                       observations.previousAgreed == nil {
+                        remedies.append(sourcesRemedy(configuration))
+                    }
+                }
             }
         } else {
             headline = "unknown: not measured yet"
+        }
+        if let falsetickers = observations.lastSelection?.falsetickers, !falsetickers.isEmpty {
+            headline += "; falsetickers (ignored): "
+                + falsetickers.map { "\($0.server) (\(offsetText($0.offsetSeconds)))" }.joined(separator: ", ")
         }
         if !kernel.synchronized, !remedies.contains(stepRemedy) { remedies.append(disciplineRemedy) }
         reading.remedy = remedies.isEmpty ? nil : remedies.joined(separator: " ")

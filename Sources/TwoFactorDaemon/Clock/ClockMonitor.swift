@@ -20,13 +20,19 @@ public struct ClockReading: Sendable, Equatable {
     public var kernelErrorMicros: Int64?
     public var remedy: String?
     public var compensation: Bool
+    /// The offset verification time is corrected by now; nil when codes are checked against
+    /// the local clock.
+    public var correctionSeconds: Double?
+    /// Servers of the last answered round outside the majority's agreement.
+    public var falsetickers: [String]
     /// One line for people, e.g. "unknown: no NTP server answered (last measured 12 minutes ago)".
     public var summary: String
 
     public init(state: ClockState, offsetSeconds: Double? = nil, delaySeconds: Double? = nil,
                 server: String? = nil, stratum: Int? = nil, measuredAt: Int64? = nil,
                 kernelSynchronized: Bool = false, kernelErrorMicros: Int64? = nil,
-                remedy: String? = nil, compensation: Bool = false, summary: String) {
+                remedy: String? = nil, compensation: Bool = false, correctionSeconds: Double? = nil,
+                falsetickers: [String] = [], summary: String) {
         self.state = state
         self.offsetSeconds = offsetSeconds
         self.delaySeconds = delaySeconds
@@ -37,6 +43,8 @@ public struct ClockReading: Sendable, Equatable {
         self.kernelErrorMicros = kernelErrorMicros
         self.remedy = remedy
         self.compensation = compensation
+        self.correctionSeconds = correctionSeconds
+        self.falsetickers = falsetickers
         self.summary = summary
     }
 }
@@ -49,16 +57,19 @@ public struct ClockConfiguration: Sendable, Equatable {
     public var samples: Int
     /// |offset| above this makes the verdict "bad" and adds a clock hint to rejections.
     public var warnThresholdSeconds: Double
-    /// Verify codes against NTP-corrected time.
+    /// Verify codes against NTP-corrected time (only under ClockPolicy.correction's rules).
     public var compensation: Bool
-    /// Largest |offset| compensated. NTP is unauthenticated: an on-path attacker answering with a
-    /// shifted time could otherwise move verification onto any step; beyond this bound the local
+    /// Largest |offset| compensated. NTP is unauthenticated: should attackers ever win the
+    /// agreement, this bounds how many steps they can move verification by; beyond it the local
     /// clock is used (and rejections still carry the clock hint).
     public var compensationMaxSeconds: Double
+    /// How many servers must agree before an offset is applied (never fewer than 2: one server
+    /// alone is only diagnosed).
+    public var minimumSources: Int
 
     public init(servers: [String] = ["time1.google.com", "pool.ntp.org"], intervalSeconds: Double = 900,
                 timeoutSeconds: Double = 2, samples: Int = 4, warnThresholdSeconds: Double = 10,
-                compensation: Bool = true, compensationMaxSeconds: Double = 3600) {
+                compensation: Bool = true, compensationMaxSeconds: Double = 180, minimumSources: Int = 2) {
         self.servers = servers
         self.intervalSeconds = intervalSeconds
         self.timeoutSeconds = timeoutSeconds
@@ -66,12 +77,14 @@ public struct ClockConfiguration: Sendable, Equatable {
         self.warnThresholdSeconds = warnThresholdSeconds
         self.compensation = compensation
         self.compensationMaxSeconds = compensationMaxSeconds
+        self.minimumSources = minimumSources
     }
 
     /// Smallest values the monitor uses whatever the configuration says (tests use 1 s intervals).
     public static let minimumInterval = 0.5
     public static let minimumTimeout = 0.05
     public static let maximumSamples = 16
+    public static let minimumSourcesRange = 2...16
 
     /// Problems with the values, as config error messages (empty when fine): for the config parser.
     public func problems() -> [String] {
@@ -94,6 +107,9 @@ public struct ClockConfiguration: Sendable, Equatable {
         if !(compensationMaxSeconds >= 0 && compensationMaxSeconds <= 86_400 * 366) {
             found.append("clock_compensation_max must be between 0 and 31622400 seconds")
         }
+        if !Self.minimumSourcesRange.contains(minimumSources) {
+            found.append("clock_min_sources must be between \(Self.minimumSourcesRange.lowerBound) and \(Self.minimumSourcesRange.upperBound)")
+        }
         return found
     }
 }
@@ -104,17 +120,22 @@ public final class ClockMonitor: Sendable {
     let logger: Logger
     private let shared = ClockMonitorState()
     private let kernelReader: @Sendable () -> KernelClockStatus
+    /// Where falsetickers are recorded (nil in unit tests).
+    private let audit: AuditLog?
 
-    public init(configuration: ClockConfiguration, logger: Logger) {
+    public init(configuration: ClockConfiguration, logger: Logger, audit: AuditLog?) {
         self.configuration = configuration
         self.logger = logger
+        self.audit = audit
         self.kernelReader = { KernelClockStatus.read() }
     }
 
     /// For tests: a fixed kernel view instead of adjtimex.
-    init(configuration: ClockConfiguration, logger: Logger, kernelReader: @escaping @Sendable () -> KernelClockStatus) {
+    init(configuration: ClockConfiguration, logger: Logger, audit: AuditLog? = nil,
+         kernelReader: @escaping @Sendable () -> KernelClockStatus) {
         self.configuration = configuration
         self.logger = logger
+        self.audit = audit
         self.kernelReader = kernelReader
     }
 
@@ -142,10 +163,10 @@ public final class ClockMonitor: Sendable {
                             bootTime: SystemClock.bootSeconds())
     }
 
-    /// Unix time in seconds used to verify codes: NTP-corrected when compensation is on and a
-    /// recent good measurement exists, else the local clock.
+    /// Unix time in seconds used to verify codes: NTP-corrected only under
+    /// ClockPolicy.correction's rules, else the local clock.
     public func verificationTime() -> Int64 {
-        ClockPolicy.verificationTime(shared.observations, configuration: configuration,
+        ClockPolicy.verificationTime(shared.observations, configuration: configuration, kernel: kernelReader(),
                                      bootTime: SystemClock.bootSeconds(), localTime: SystemClock.realtimeSeconds())
     }
 
@@ -189,37 +210,42 @@ public final class ClockMonitor: Sendable {
         let client = SNTPClient(timeout: max(configuration.timeoutSeconds, ClockConfiguration.minimumTimeout),
                                 isCancelled: { [shared] in shared.isStopped })
         var round = NTPRound()
+        var active: [(label: String, addresses: [NTPSocketAddress])] = []
         for server in servers where !shared.isDemobilized(server.description) {
-            let label = server.description
-            let addresses: [NTPSocketAddress]
             switch SNTPClient.resolve(server) {
-            case .success(let found): addresses = found
-            case .failure(let error): round.record(server: label, error: error); continue
+            case .success(let found): active.append((server.description, found))
+            case .failure(let error): round.record(server: server.description, error: error)
             }
-            sampling: for index in 0..<samplesPerServer {
-                if shared.isStopped { return }
-                if index > 0 { shared.sleep(seconds: spacing) }
-                switch client.query(addresses[index % addresses.count], serverLabel: label) {
+        }
+        // Sample the servers in turn rather than one after the other: their answers are compared
+        // with each other, so they are best taken close together, and the round stays well
+        // inside the interval (a confirmed offset is only applied for two intervals).
+        for index in 0..<samplesPerServer where !active.isEmpty {
+            if shared.isStopped { return }
+            if index > 0 { shared.sleep(seconds: spacing) }
+            active = active.filter { server in
+                if shared.isStopped { return false }
+                switch client.query(server.addresses[index % server.addresses.count], serverLabel: server.label) {
                 case .success(let sample):
                     round.record(sample)
-                    logger.debug("clock check: \(label): offset \(formatSeconds(sample.exchange.localOffsetSeconds, signed: true)), delay \(ClockPolicy.millisText(sample.exchange.delaySeconds))")
+                    logger.debug("clock check: \(server.label): offset \(formatSeconds(sample.exchange.localOffsetSeconds, signed: true)), delay \(ClockPolicy.millisText(sample.exchange.delaySeconds))")
                 case .failure(let error):
-                    round.record(server: label, error: error)
-                    logger.debug("clock check: \(label): \(error)")
+                    round.record(server: server.label, error: error)
+                    logger.debug("clock check: \(server.label): \(error)")
                     if case .rejected(let rejection) = error, case .kissOfDeath = rejection {
                         // RFC 4330 section 8: a kiss-o'-death means stop sending, at least for now.
                         if rejection.demobilizesServer {
-                            shared.demobilize(label)
-                            logger.warning("clock check: \(label) refused service (\(rejection)); not asking it again")
+                            shared.demobilize(server.label)
+                            logger.warning("clock check: \(server.label) refused service (\(rejection)); not asking it again")
                         }
-                        break sampling
+                        return false
                     }
                 }
-                if shared.isStopped { return }
+                return true
             }
         }
         if shared.isStopped { return }
-        shared.finishRound(round, configuration: configuration, kernel: kernelReader(), logger: logger)
+        shared.finishRound(round, configuration: configuration, kernel: kernelReader(), logger: logger, audit: audit)
     }
 }
 
@@ -231,12 +257,6 @@ struct NTPRound {
     mutating func record(_ sample: NTPSample) { samples.append(sample) }
     mutating func record(server: String, error: SNTPQueryError) { failures.append((server, error)) }
 
-    /// The sample with the lowest round-trip delay: the one least disturbed by queueing.
-    var best: NTPSample? { Self.best(of: samples) }
-
-    static func best(of samples: [NTPSample]) -> NTPSample? {
-        samples.min { $0.exchange.delaySeconds < $1.exchange.delaySeconds }
-    }
 
     /// Why the round gave nothing: "no NTP server answered (127.0.0.1:5000: no answer within 1.000 s)".
     var failureSummary: String {
@@ -267,6 +287,8 @@ private final class ClockMonitorState: @unchecked Sendable {
     /// What was last logged, so each change is logged once rather than every round.
     private var loggedCondition: String?
     private var loggedKernelSync: Bool?
+    /// Servers already recorded as falsetickers (recorded again once they rejoin and leave again).
+    private var loggedFalsetickers: Set<String> = []
     private let wakeup = DispatchSemaphore(value: 0)
 
     var observations: ClockObservations { lock.withLock { current } }
@@ -310,22 +332,39 @@ private final class ClockMonitorState: @unchecked Sendable {
         }
     }
 
-    func finishRound(_ round: NTPRound, configuration: ClockConfiguration, kernel: KernelClockStatus, logger: Logger) {
-        let (observations, condition, previous) = lock.withLock { () -> (ClockObservations, String, String?) in
-            current.roundsCompleted += 1
+    func finishRound(_ round: NTPRound, configuration: ClockConfiguration, kernel: KernelClockStatus, logger: Logger,
+                     audit: AuditLog?) {
+        let selection = ClockSelection.select(round.samples, minimumSources: configuration.minimumSources)
+        let (observations, condition, previous, newFalsetickers) = lock.withLock {
+            () -> (ClockObservations, String, String?, [ClockMeasurement]) in
+            ClockPolicy.record(selection, failure: round.failureSummary, finishedAt: SystemClock.bootSeconds(),
+                               into: &current)
             let condition: String
-            if let best = round.best {
-                current.measurement = ClockMeasurement(best)
-                current.lastRoundFailure = nil
-                condition = ClockPolicy.state(offsetSeconds: best.exchange.localOffsetSeconds,
-                                              badThreshold: configuration.warnThresholdSeconds).rawValue
-            } else {
-                current.lastRoundFailure = round.failureSummary
+            if current.lastRoundFailure != nil {
                 condition = "failed"
+            } else if let m = current.measurement {
+                condition = ClockPolicy.state(offsetSeconds: m.offsetSeconds,
+                                              badThreshold: configuration.warnThresholdSeconds).rawValue
+                    + (current.confirmed != nil ? "" : "-unconfirmed")
+            } else {
+                condition = "unknown"
             }
             let previous = loggedCondition
             loggedCondition = condition
-            return (current, condition, previous)
+            var newFalsetickers: [ClockMeasurement] = []
+            if !selection.sources.isEmpty {
+                newFalsetickers = selection.falsetickers.filter { !loggedFalsetickers.contains($0.server) }
+                loggedFalsetickers = Set(selection.falsetickers.map(\.server))
+            }
+            return (current, condition, previous, newFalsetickers)
+        }
+        // The audit log keeps who was outvoted: a lying or broken server is worth an admin's look.
+        for falseticker in newFalsetickers {
+            let agreeing = selection.truechimers.map(\.server).joined(separator: ",")
+            audit?.write("ntp-falseticker server=\(AuditLog.value(falseticker.server)) offset=\(String(format: "%+.3fs", falseticker.offsetSeconds)) "
+                         + "agree=\(selection.truechimers.count)/\(selection.sources.count) truechimers=\(AuditLog.value(agreeing))",
+                         priority: LOG_WARNING)
+            logger.warning("clock check: \(falseticker.server) disagrees with the other NTP servers (\(ClockPolicy.offsetText(falseticker.offsetSeconds))); ignored as a falseticker")
         }
         noteKernel(kernel, logger: logger)
         guard condition != previous else { return }
