@@ -114,17 +114,25 @@ class Daemon:
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self._signal_group(sig)
+            # Under a wrapper (faketime forks the daemon) only the daemon is signalled: the wrapper
+            # then exits by itself and cleans up (a killed faketime leaves its semaphore behind,
+            # and a later faketime that gets the same pid fails).
+            wrapped = [pid for pid in self._group_members() if pid != self.process.pid]
+            for pid in wrapped or [self.process.pid]:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 self.process.wait()
-        # A wrapper may have exited before its child: make sure nothing of ours is left, and wait
-        # until it is gone (a restart must not find the old daemon still holding the socket).
+        # Make sure nothing of ours is left, and wait until it is gone: a restart must not find
+        # the old daemon still holding the socket.
         self._signal_group(signal.SIGKILL)
         deadline = time.time() + 10
-        while self._group_alive() and time.time() < deadline:
+        while self._group_members() and time.time() < deadline:
             time.sleep(0.02)
         code = self.process.returncode
         self.process = None
@@ -133,8 +141,9 @@ class Daemon:
             self._log_file = None
         return code
 
-    def _group_alive(self):
-        """Whether a process of the daemon's group still runs (zombies do not count)."""
+    def _group_members(self):
+        """Pids of the processes of the daemon's group still running (zombies do not count)."""
+        members = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -144,8 +153,8 @@ class Daemon:
             except (OSError, ValueError):
                 continue
             if int(pgrp) == self.process.pid and state != "Z":
-                return True
-        return False
+                members.append(int(entry))
+        return members
 
     def _signal_group(self, sig):
         try:
