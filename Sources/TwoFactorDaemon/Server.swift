@@ -91,7 +91,8 @@ final class CallerResolver: Sendable {
     private let directory: UserDirectory
     private let pool: NIOThreadPool
 
-    /// `pool` must be started; its owner shuts it down after the event loops.
+    /// `pool` must be started; its owner shuts it down before the event loops (queued lookups
+    /// then fail on live loops and are answered `busy`).
     init(directory: UserDirectory, pool: NIOThreadPool) {
         self.directory = directory
         self.pool = pool

@@ -276,6 +276,14 @@ final class StoreAndRulesTests: XCTestCase {
         XCTAssertNil(try write { try $0.account(named: "carol") })
     }
 
+    func testCanonicallyEquivalentNamesAreDifferentAccounts() throws {
+        let rules = rules()
+        _ = try enroll(rules, "jos\u{E9}", at: 1_800_000_000)
+        XCTAssertNil(try write { try $0.account(named: "jose\u{301}") })
+        XCTAssertFalse(try write { try rules.isEnrolled($0, user: "jose\u{301}") })
+        XCTAssertTrue(try write { try rules.isEnrolled($0, user: "jos\u{E9}") })
+    }
+
     func testSecretsAreSealedAndBoundToTheAccount() throws {
         let rules = rules()
         _ = try enroll(rules, "alice", at: 1_800_000_000)
