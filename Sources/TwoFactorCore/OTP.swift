@@ -151,10 +151,24 @@ public struct TOTP: Sendable {
         HOTP.code(secret: secret, counter: UInt64(bitPattern: step), algorithm: parameters.algorithm, digits: parameters.digits)
     }
 
-    /// Tries steps center-window ... center+window, center = step(at: time) + driftSteps, every
-    /// step every time (no early exit), comparing in constant time. Returns the matching step
-    /// closest to the center (the earlier one on a tie), or nil. Negative steps are skipped.
-    /// `code` must be exactly `digits` ASCII digits; anything else returns nil.
+    /// The steps `match` accepts around `current`: always current-window ... current+window;
+    /// a learned drift only widens that range in its own direction, never shifts it, so a stale or
+    /// planted drift cannot push out the code the authenticator shows now. Both are clamped to
+    /// maxWindow so a bad value cannot make verification loop for ages.
+    public static func acceptedSteps(current: Int64, window: Int, driftSteps: Int64) -> ClosedRange<Int64> {
+        let window = Int64(min(max(window, 0), maxWindow))
+        let drift = clampedDrift(driftSteps)
+        return saturatingAdd(current, -window + min(0, drift))...saturatingAdd(current, window + max(0, drift))
+    }
+
+    static func clampedDrift(_ driftSteps: Int64) -> Int64 {
+        min(max(driftSteps, -Int64(maxWindow)), Int64(maxWindow))
+    }
+
+    /// Tries every step of acceptedSteps every time (no early exit), comparing in constant time.
+    /// Returns the matching step closest to the expected one, step(at: time) + driftSteps (the
+    /// earlier one on a tie), or nil. Negative steps are skipped. `code` must be exactly `digits`
+    /// ASCII digits; anything else returns nil.
     public func match(code: String, at unixTime: Int64, window: Int, driftSteps: Int64 = 0) -> TOTPMatch? {
         let digits = parameters.digits
         var code = code
@@ -170,20 +184,17 @@ public struct TOTP: Sendable {
         }
         guard let submitted else { return nil }
 
-        let window = Int64(min(max(window, 0), Self.maxWindow))
         let current = step(at: unixTime)
-        let center = Self.saturatingAdd(current, driftSteps)
+        let accepted = Self.acceptedSteps(current: current, window: window, driftSteps: driftSteps)
+        let center = Self.saturatingAdd(current, Self.clampedDrift(driftSteps))
         var best: Int64? = nil
         var bestDistance = Int64.max
-        var distance: Int64 = -window
-        while distance <= window {
-            let candidate = Self.saturatingAdd(center, distance)
-            distance += 1
+        for candidate in accepted {
             if candidate < 0 { continue }
             let expected = HOTP.packedCode(
                 secret: secret, counter: UInt64(candidate), algorithm: parameters.algorithm, digits: digits)
             let matched = ConstantTime.equals(expected, submitted)
-            let candidateDistance = (candidate - center).magnitude
+            let candidateDistance = Self.saturatingSubtract(candidate, center).magnitude
             if matched && candidateDistance < UInt64(bestDistance) {
                 best = candidate
                 bestDistance = Int64(candidateDistance)

@@ -33,6 +33,15 @@ public struct AccountPolicy: Sendable {
         }
         return min(seconds, lockoutMaxSeconds)
     }
+
+    /// The drift to remember after a code matched at `offset` steps from now: the offset, bounded
+    /// by drift_max_steps (0 when learning is off). It only widens the accepted steps (see
+    /// TOTP.acceptedSteps), so a drift learned from a wrong clock cannot lock the person out.
+    func learnedDrift(offset: Int64) -> Int64 {
+        guard driftLearning else { return 0 }
+        let bound = Int64(driftMaxSteps)
+        return min(max(offset, -bound), bound)
+    }
 }
 
 /// Why a verification ended as it did; the raw value is the audit log's `reason=`.
@@ -157,6 +166,9 @@ public struct AccountRules: Sendable {
             account.lockouts = 0
             account.lockedUntil = nil
             account.lastUsedAt = moment.now
+            // A recovery code is what people use when the app's codes stop working; a drift
+            // learned from a wrong clock may be why, so start again from none.
+            if outcome.method == .recoveryCode { account.driftSteps = 0 }
         } else {
             outcome.lockoutStarted = recordFailure(&account, moment)
             outcome.lockedUntil = outcome.lockoutStarted?.until
@@ -183,20 +195,17 @@ public struct AccountRules: Sendable {
 
     private func checkTOTP(_ digits: String, account: inout AccountRecord, enrollment: EnrollmentRecord,
                            _ moment: Moment) throws -> VerifyOutcome {
-        let centre = policy.driftLearning ? account.driftSteps : 0
+        let drift = policy.driftLearning ? account.driftSteps : 0
         guard let match = try matchCode(digits, sealed: enrollment.sealedSecret, account: account.name,
                                         parameters: try parameters(of: enrollment), at: moment.otpTime,
-                                        driftSteps: centre) else {
+                                        driftSteps: drift) else {
             return VerifyOutcome(.wrongCode, .wrongCode)
         }
         if let last = account.lastStep, match.step <= last {
             return VerifyOutcome(.codeReused, .codeReused)
         }
         account.lastStep = match.step
-        if policy.driftLearning {
-            let bound = Int64(policy.driftMaxSteps)
-            account.driftSteps = min(max(match.offset, -bound), bound)
-        }
+        if policy.driftLearning { account.driftSteps = policy.learnedDrift(offset: match.offset) }
         var outcome = VerifyOutcome(.accepted, .ok)
         outcome.method = .totp
         return outcome
@@ -288,8 +297,7 @@ public struct AccountRules: Sendable {
         account.failures = 0
         account.lockouts = 0
         account.lockedUntil = nil
-        let bound = Int64(policy.driftMaxSteps)
-        account.driftSteps = policy.driftLearning ? min(max(match.offset, -bound), bound) : 0
+        account.driftSteps = policy.learnedDrift(offset: match.offset)
         try transaction.save(account)
         return .ok(try newRecoveryCodes(transaction, user: user))
     }
@@ -368,6 +376,9 @@ public struct AccountRules: Sendable {
         account.failures = 0
         account.lockouts = 0
         account.lockedUntil = nil
+        // Unlocking is the administrator's answer to "my codes stop working": a learned drift
+        // may be the cause, so it goes too.
+        account.driftSteps = 0
         try transaction.save(account)
         return .ok(true)
     }

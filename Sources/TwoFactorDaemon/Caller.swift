@@ -1,6 +1,15 @@
 // Who is asking: the peer's uid from SO_PEERCRED, its login name, and whether it may administer.
 import Foundation
 
+/// Login and account names are the same when their bytes are: Swift's String == treats canonically
+/// equivalent strings ("jose" + U+0301 and "jos\u{E9}") as equal, and useradd makes them two users.
+/// Every comparison of names in the daemon goes through here (the store compares bytes too: SQLite
+/// TEXT with its default BINARY collation).
+enum AccountName {
+    static func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+    static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool { a == b }
+}
+
 public struct Caller: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
@@ -23,33 +32,51 @@ public struct Caller: Sendable, Equatable {
     public func mayVerify(_ account: String) -> Bool { isRoot || owns(account) }
     /// Root and the admin group manage anyone's enrollment; others their own.
     public func mayManage(_ account: String) -> Bool { isRoot || isAdmin || owns(account) }
+    /// Root and the admin group: list, clock, and reading anyone's status.
     public var mayAdminister: Bool { isRoot || isAdmin }
+    /// Admin powers over one account (changes without a code, reset, unlock) are for other people's
+    /// accounts only. On their own enrollment administrators prove possession like anyone else,
+    /// so a hijacked admin session cannot drop the second factor that guards it (sudo, su).
+    /// Root's own account ("root") is root's own too: a uid-0 process could edit the store
+    /// anyway, so this is no barrier against root, but the daemon never removes a second
+    /// factor on its owner's word alone.
+    public func mayAdminister(_ account: String) -> Bool { mayAdminister && !owns(account) }
 
-    func owns(_ account: String) -> Bool { name != nil && name == account }
+    func owns(_ account: String) -> Bool { name.map { AccountName.same($0, account) } ?? false }
 }
 
 /// Resolves uids to names and admin membership through NSS on every request. No cache: a
 /// deleted account's uid can be handed to a new user at once, and a removal from the admin group
 /// must take effect at once. Root, the PAM module's caller, needs no lookup at all.
+/// NSS calls may block (LDAP, SSSD): `caller` must not run on an event loop (see Server.swift).
 public final class UserDirectory: Sendable {
     let adminGroup: String
+    /// Root's login name, for ownership of root's own account and the audit log; looked up once
+    /// at start-up (uid 0 is never reassigned), so root's requests never wait for NSS.
+    let rootName: String
 
-    /// Root's login name, for the audit log; uid 0 is never reassigned.
-    static let rootName = passwdEntry(uid: 0)?.name ?? "root"
+    public init(adminGroup: String) {
+        self.adminGroup = adminGroup
+        rootName = Self.passwdEntry(uid: 0).flatMap { String(validating: $0.name, as: UTF8.self) } ?? "root"
+    }
 
-    public init(adminGroup: String) { self.adminGroup = adminGroup }
+    /// Root's caller, without any lookup.
+    public func rootCaller(gid: UInt32, pid: Int32) -> Caller {
+        Caller(uid: 0, gid: gid, pid: pid, name: rootName, isAdmin: true)
+    }
 
     public func caller(uid: UInt32, gid: UInt32, pid: Int32) -> Caller {
-        if uid == 0 {
-            return Caller(uid: uid, gid: gid, pid: pid, name: Self.rootName, isAdmin: true)
-        }
+        if uid == 0 { return rootCaller(gid: gid, pid: pid) }
         let account = Self.passwdEntry(uid: uid)
         let isAdmin = account.map { isMember(name: $0.name, primaryGroup: $0.gid) } ?? false
-        return Caller(uid: uid, gid: gid, pid: pid, name: account?.name, isAdmin: isAdmin)
+        // A login name that is not UTF-8 matches no account name (those are UTF-8 on the wire);
+        // decoding it with repairs could make two users the same account.
+        let name = account.flatMap { String(validating: $0.name, as: UTF8.self) }
+        return Caller(uid: uid, gid: gid, pid: pid, name: name, isAdmin: isAdmin)
     }
 
     /// Member of the admin group: listed in its member list, or the group is the primary group.
-    func isMember(name: String, primaryGroup: gid_t) -> Bool {
+    func isMember(name: [UInt8], primaryGroup: gid_t) -> Bool {
         var group = group()
         var result: UnsafeMutablePointer<group>?
         var buffer = [CChar](repeating: 0, count: 16_384)
@@ -65,13 +92,18 @@ public final class UserDirectory: Sendable {
         if group.gr_gid == primaryGroup { return true }
         var member = group.gr_mem
         while let entry = member?.pointee {
-            if String(cString: entry) == name { return true }
+            if AccountName.same(Self.bytes(entry), name) { return true }
             member = member?.advanced(by: 1)
         }
         return false
     }
 
-    static func passwdEntry(uid: UInt32) -> (name: String, gid: gid_t)? {
+    static func bytes(_ cString: UnsafePointer<CChar>) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: cString, count: strlen(cString)))
+    }
+
+    /// The passwd name as the bytes NSS gave, never repaired or normalised.
+    static func passwdEntry(uid: UInt32) -> (name: [UInt8], gid: gid_t)? {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16_384)
@@ -82,7 +114,7 @@ public final class UserDirectory: Sendable {
                 continue
             }
             guard status == 0, result != nil, let name = entry.pw_name else { return nil }
-            return (String(cString: name), entry.pw_gid)
+            return (bytes(name), entry.pw_gid)
         }
     }
 }

@@ -77,9 +77,12 @@ public final class Daemon: @unchecked Sendable {
         let processor = RequestProcessor(store: store, rules: AccountRules(policy: AccountPolicy(config: config), keys: keys),
                                          clock: clock, audit: audit)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: min(max(System.coreCount, 1), 4))
+        let lookups = NIOThreadPool(numberOfThreads: CallerResolver.lookupThreads)
+        lookups.start()
+        let resolver = CallerResolver(directory: UserDirectory(adminGroup: config.adminGroup), pool: lookups)
         let bootstrap = ServerFactory.bootstrap(
             group: group, settings: ServerSettings(maxConnections: config.maxConnections, readTimeout: config.readTimeout),
-            processor: processor, directory: UserDirectory(adminGroup: config.adminGroup), counters: counters)
+            processor: processor, resolver: resolver, counters: counters)
 
         let server: Channel
         var createdSocketPath: String?
@@ -99,6 +102,7 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             clock.stop()
             store.close()
+            try? lookups.syncShutdownGracefully()
             try? group.syncShutdownGracefully()
             if let createdSocketPath { Self.removeSocket(createdSocketPath, ifStill: createdSocketIdentity) }
             if let exit = error as? DaemonExit { throw exit }
@@ -117,6 +121,8 @@ public final class Daemon: @unchecked Sendable {
         // Finish requests already in flight (bounded, so a wedged store cannot stall the stop).
         let deadline = Date().addingTimeInterval(10)
         while counters.requestsInFlight > 0 && Date() < deadline { usleep(5_000) }
+        // Lookups first: the ones still queued then fail on live event loops (answered "busy").
+        try? lookups.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
         clock.stop()
         store.close()

@@ -125,16 +125,18 @@ public final class RequestProcessor: Sendable {
             return
         }
         let adminOnly = operation == .resetAccount || operation == .unlockAccount
-        guard adminOnly ? caller.mayAdminister : caller.mayManage(user) else {
+        guard adminOnly ? caller.mayAdminister(user) : caller.mayManage(user) else {
             audit.management(name, account: user, caller: caller, result: "denied", reason: "permission-denied")
-            respond(Self.answer(.permissionDenied, message: adminOnly
-                ? "only root and members of the admin group may do this"
-                : "you may only manage your own account"))
+            let message = !adminOnly ? "you may only manage your own account"
+                : caller.mayAdminister ? "administrators may not reset or unlock their own account; use 'twofactor disable' with a code, or ask another administrator"
+                : "only root and members of the admin group may do this"
+            respond(Self.answer(.permissionDenied, message: message))
             return
         }
         let code = request.bytes(.code)
-        // Ordinary users prove possession for changes to an enrolled account; root and admins need not.
-        let codeRequired = !caller.mayAdminister
+        // Changes to an enrolled account need proof of possession, except from an administrator
+        // acting on someone else's account (Caller.mayAdminister(_:)).
+        let codeRequired = !caller.mayAdminister(user)
         let rules = self.rules
         let issuer = Self.optionalText(request, .issuer)
         if operation == .enrollConfirm && code == nil {

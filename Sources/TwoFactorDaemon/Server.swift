@@ -79,6 +79,34 @@ final class ServerCounters: @unchecked Sendable {
     var requestsInFlight: Int { lock.lock(); defer { lock.unlock() }; return requests }
 }
 
+/// Finds out who a connection's peer is, for every request, without blocking an event loop. The
+/// NSS lookups (getpwuid_r, getgrnam_r) may wait on LDAP or SSSD, so they run on a small pool of
+/// their own; root needs no lookup and is answered at once. Slow lookups or one user's flood
+/// therefore delay only other non-root callers, never logins (sshd and sudo ask as root). The
+/// pool's queue is bounded by the non-root connection limit: each connection has at most one
+/// request in progress.
+final class CallerResolver: Sendable {
+    static let lookupThreads = 4
+
+    private let directory: UserDirectory
+    private let pool: NIOThreadPool
+
+    /// `pool` must be started; its owner shuts it down before the event loops (queued lookups
+    /// then fail on live loops and are answered `busy`).
+    init(directory: UserDirectory, pool: NIOThreadPool) {
+        self.directory = directory
+        self.pool = pool
+    }
+
+    func resolve(_ peer: PeerCredentials, on eventLoop: EventLoop) -> EventLoopFuture<Caller> {
+        if peer.uid == 0 { return eventLoop.makeSucceededFuture(directory.rootCaller(gid: peer.gid, pid: peer.pid)) }
+        let directory = self.directory
+        return pool.runIfActive(eventLoop: eventLoop) {
+            directory.caller(uid: peer.uid, gid: peer.gid, pid: peer.pid)
+        }
+    }
+}
+
 enum FrameEvent {
     case frame([UInt8])
     case protocolError(String)
@@ -127,7 +155,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     static let maxQueuedRequests = 16
 
     private let peer: PeerCredentials
-    private let directory: UserDirectory
+    private let resolver: CallerResolver
     private let processor: RequestProcessor
     private let counters: ServerCounters
     private let readTimeout: TimeAmount
@@ -139,10 +167,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var inputClosed = false
     private var timeout: Scheduled<Void>?
 
-    init(peer: PeerCredentials, directory: UserDirectory, processor: RequestProcessor, counters: ServerCounters,
+    init(peer: PeerCredentials, resolver: CallerResolver, processor: RequestProcessor, counters: ServerCounters,
          readTimeout: TimeAmount) {
         self.peer = peer
-        self.directory = directory
+        self.resolver = resolver
         self.processor = processor
         self.counters = counters
         self.readTimeout = readTimeout
@@ -220,11 +248,18 @@ final class ConnectionHandler: ChannelInboundHandler {
         processing = true
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let processor = self.processor
         // Resolved for each request, not once per connection: a connection may outlive the
         // caller's admin-group membership, or the account itself.
-        let caller = directory.caller(uid: peer.uid, gid: peer.gid, pid: peer.pid)
-        processor.handle(request, caller: caller) { answer in
-            eventLoop.execute { loopBound.value.finish(answer) }
+        resolver.resolve(peer, on: eventLoop).whenComplete { result in
+            switch result {
+            case .success(let caller):
+                processor.handle(request, caller: caller) { answer in
+                    eventLoop.execute { loopBound.value.finish(answer) }
+                }
+            case .failure:  // the lookup pool is stopping with the daemon
+                loopBound.value.finish(RequestProcessor.answer(.busy, message: "twofactord is stopping; try again"))
+            }
         }
     }
 
@@ -312,7 +347,7 @@ public struct ServerSettings: Sendable {
 /// Builds the NIO server bootstrap shared by the bound and the adopted socket.
 enum ServerFactory {
     static func bootstrap(group: EventLoopGroup, settings: ServerSettings, processor: RequestProcessor,
-                          directory: UserDirectory, counters: ServerCounters) -> ServerBootstrap {
+                          resolver: CallerResolver, counters: ServerCounters) -> ServerBootstrap {
         let timeout = TimeAmount.nanoseconds(Int64(settings.readTimeout * 1_000_000_000))
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
@@ -335,7 +370,7 @@ enum ServerFactory {
                     channel.closeFuture.whenComplete { _ in counters.releaseConnection(uid: peer.uid) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(peer: peer, directory: directory, processor: processor, counters: counters,
+                        ConnectionHandler(peer: peer, resolver: resolver, processor: processor, counters: counters,
                                           readTimeout: timeout))
                 }
             }

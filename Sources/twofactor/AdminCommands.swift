@@ -126,7 +126,9 @@ struct AdminReset: ParsableCommand {
             Deletes the user's key, recovery codes and any unconfirmed enrollment; their logins \
             no longer ask for a code until they run 'twofactor enable' again. Check who is asking \
             before you do this: it removes the second factor of that account. Asks for \
-            confirmation unless --yes is given (a non-interactive caller must give --yes).
+            confirmation unless --yes is given (a non-interactive caller must give --yes). Not \
+            for your own account: use 'twofactor disable' with a code, or ask another \
+            administrator.
 
             \(ExitStatusHelp.table)
 
@@ -166,8 +168,9 @@ struct AdminUnlock: ParsableCommand {
         commandName: "unlock",
         abstract: "End a user's lockout after too many wrong codes.",
         discussion: """
-            Clears the user's count of wrong codes in a row and any lockout, so their next \
-            login can be tried at once. Asks nothing.
+            Clears the user's count of wrong codes in a row, any lockout and the clock drift \
+            learned for their app, so their next login can be tried at once. Asks nothing. Not \
+            for your own account: another administrator can unlock yours.
 
             \(ExitStatusHelp.table)
 

@@ -136,26 +136,38 @@ final class OTPTests: XCTestCase {
         }
     }
 
-    func testDriftCentersTheWindow() throws {
+    func testDriftWidensTheWindowAndNeverReplacesIt() throws {
         let totp = TOTP(secret: Array("drift test secret!!!".utf8), parameters: .standard)
         let now: Int64 = 1_650_000_000
         let current = totp.step(at: now)
-        // A clock 5 steps ahead: with drift 5 and window 1, steps +4...+6 match, and report their
-        // real offset from the server's step.
-        for offset in Int64(4)...6 {
+        // A clock 5 steps ahead: with drift 5 and window 1, steps -1...+6 match and report their
+        // real offset from the server's step; the codes of now-1...now+1 are never pushed out.
+        for offset in Int64(-1)...6 {
             XCTAssertEqual(
                 totp.match(code: totp.code(forStep: current + offset), at: now, window: 1, driftSteps: 5),
-                TOTPMatch(step: current + offset, offset: offset))
+                TOTPMatch(step: current + offset, offset: offset), "offset \(offset)")
         }
-        let window = Set((4...6).map { totp.code(forStep: current + Int64($0)) })
-        let currentCode = totp.code(forStep: current)
-        if !window.contains(currentCode) {
-            XCTAssertNil(totp.match(code: currentCode, at: now, window: 1, driftSteps: 5))
+        let accepted = Set((-1...6).map { totp.code(forStep: current + Int64($0)) })
+        for offset: Int64 in [-2, 7] where !accepted.contains(totp.code(forStep: current + offset)) {
+            XCTAssertNil(totp.match(code: totp.code(forStep: current + offset), at: now, window: 1, driftSteps: 5))
         }
-        // Negative drift.
+        // Negative drift widens downwards; the current code still matches.
         XCTAssertEqual(
             totp.match(code: totp.code(forStep: current - 4), at: now, window: 0, driftSteps: -4),
             TOTPMatch(step: current - 4, offset: -4))
+        XCTAssertEqual(totp.match(code: totp.code(forStep: current), at: now, window: 0, driftSteps: -4),
+                       TOTPMatch(step: current, offset: 0))
+    }
+
+    func testAcceptedSteps() {
+        // The case: drift -2, window 1 used to accept only now-3...now-1.
+        XCTAssertEqual(TOTP.acceptedSteps(current: 100, window: 1, driftSteps: -2), 97...101)
+        XCTAssertEqual(TOTP.acceptedSteps(current: 100, window: 1, driftSteps: 3), 99...104)
+        XCTAssertEqual(TOTP.acceptedSteps(current: 100, window: 1, driftSteps: 0), 99...101)
+        XCTAssertEqual(TOTP.acceptedSteps(current: 100, window: 0, driftSteps: 0), 100...100)
+        // Bounded however large the inputs.
+        XCTAssertEqual(TOTP.acceptedSteps(current: 1000, window: .max, driftSteps: .min), 800...1100)
+        XCTAssertEqual(TOTP.acceptedSteps(current: .max, window: 1, driftSteps: .max), (Int64.max - 1)...Int64.max)
     }
 
     func testMatchPrefersStepClosestToCenter() throws {

@@ -214,6 +214,76 @@ final class StoreAndRulesTests: XCTestCase {
         XCTAssertEqual(try verify(fixed, codeAt: 1).status, .accepted)
     }
 
+    /// Learns drift -2 the way a wrong clock teaches it (window 1: -1 first, then -2); returns the
+    /// TOTP, the recovery codes and the time reached.
+    func learnDriftMinusTwo(_ rules: AccountRules, _ user: String) throws -> (TOTP, [String], Int64) {
+        let enrolledAt: Int64 = 1_800_000_000
+        let start = try write { try rules.enrollBegin($0, user: user, issuer: nil, at: Moment(now: enrolledAt, otpTime: enrolledAt)) }
+        let totp = TOTP(secret: try XCTUnwrap(start.value?.secret), parameters: .standard)
+        let confirmed = try write {
+            try rules.enrollConfirm($0, user: user, code: Array(totp.code(at: enrolledAt).utf8),
+                                    at: Moment(now: enrolledAt, otpTime: enrolledAt))
+        }
+        var time = enrolledAt
+        for (steps, expected) in [(Int64(-1), Int64(-1)), (-2, -2)] {
+            time += 300
+            let now = time
+            let code = Array(totp.code(at: now + 30 * steps).utf8)
+            XCTAssertEqual(try write { try rules.verify($0, user: user, code: code, at: Moment(now: now, otpTime: now)) }.status,
+                           .accepted)
+            XCTAssertEqual(try write { try $0.account(named: user)!.driftSteps }, expected)
+        }
+        return (totp, try XCTUnwrap(confirmed.value), time)
+    }
+
+    func testLearnedDriftOnlyWidensTheAcceptedSteps() throws {
+        let rules = rules { $0.window = 1; $0.driftLearning = true; $0.driftMaxSteps = 2 }
+        let (totp, _, learnedAt) = try learnDriftMinusTwo(rules, "alice")
+        var time = learnedAt
+        func verify(codeAt steps: Int64) throws -> VerifyOutcome {
+            let now = time
+            let code = Array(totp.code(at: now + 30 * steps).utf8)
+            return try write { try rules.verify($0, user: "alice", code: code, at: Moment(now: now, otpTime: now)) }
+        }
+        // Drift -2 widens the window downwards: now-3 is accepted ...
+        time += 300
+        XCTAssertEqual(try verify(codeAt: -3).status, .accepted)
+        XCTAssertEqual(try write { try $0.account(named: "alice")!.driftSteps }, -2, "bounded by drift_max_steps")
+        // ... and the code the phone shows now still is (it used to be refused: now-3...now-1 only).
+        time += 300
+        XCTAssertEqual(try verify(codeAt: 0).status, .accepted)
+        XCTAssertEqual(try write { try $0.account(named: "alice")!.driftSteps }, 0)
+        time += 300
+        XCTAssertEqual(try verify(codeAt: 1).status, .accepted)
+        XCTAssertEqual(try verify(codeAt: 1).status, .codeReused, "still single-use")
+    }
+
+    func testRecoveryCodeLoginUnlockAndResetClearLearnedDrift() throws {
+        let rules = rules { $0.window = 1; $0.driftLearning = true; $0.driftMaxSteps = 2 }
+        let (_, recoveryCodes, time) = try learnDriftMinusTwo(rules, "alice")
+        let moment = Moment(now: time + 10, otpTime: time + 10)
+        let recovery = try write { try rules.verify($0, user: "alice", code: Array(recoveryCodes[0].utf8), at: moment) }
+        XCTAssertEqual(recovery.status, .accepted)
+        XCTAssertEqual(recovery.method, .recoveryCode)
+        XCTAssertEqual(try write { try rules.status($0, user: "alice", at: moment) }.driftSteps, 0)
+
+        _ = try learnDriftMinusTwo(rules, "bob")
+        XCTAssertEqual(try write { try rules.unlock($0, user: "bob") }.status, .ok)
+        XCTAssertEqual(try write { try rules.status($0, user: "bob", at: moment) }.driftSteps, 0)
+
+        _ = try learnDriftMinusTwo(rules, "carol")
+        XCTAssertEqual(try write { try rules.reset($0, user: "carol") }.status, .ok)
+        XCTAssertNil(try write { try $0.account(named: "carol") })
+    }
+
+    func testCanonicallyEquivalentNamesAreDifferentAccounts() throws {
+        let rules = rules()
+        _ = try enroll(rules, "jos\u{E9}", at: 1_800_000_000)
+        XCTAssertNil(try write { try $0.account(named: "jose\u{301}") })
+        XCTAssertFalse(try write { try rules.isEnrolled($0, user: "jose\u{301}") })
+        XCTAssertTrue(try write { try rules.isEnrolled($0, user: "jos\u{E9}") })
+    }
+
     func testSecretsAreSealedAndBoundToTheAccount() throws {
         let rules = rules()
         _ = try enroll(rules, "alice", at: 1_800_000_000)
@@ -224,6 +294,34 @@ final class StoreAndRulesTests: XCTestCase {
         XCTAssertThrowsError(try keys.openSecret(sealed, account: "mallory"), "AAD binds the secret to its account")
         XCTAssertThrowsError(try DerivedKeys(master: [UInt8](repeating: 8, count: 32)).openSecret(sealed, account: "alice"))
         XCTAssertNotEqual(keys.secretEncryption, keys.recoveryHashing)
+    }
+}
+
+final class CallerTests: XCTestCase {
+    let composed = "jos\u{E9}"        // é as one scalar
+    let decomposed = "jose\u{301}"    // e + combining acute accent: another user for useradd
+
+    func testNamesAreComparedAsBytesNotAsCanonicallyEquivalentStrings() {
+        XCTAssertEqual(composed, decomposed, "Swift's == is canonical equivalence: the reason for AccountName")
+        XCTAssertFalse(AccountName.same(composed, decomposed))
+        XCTAssertTrue(AccountName.same(composed, "jos\u{E9}"))
+        let lookAlike = Caller(uid: 1001, gid: 1001, pid: 1, name: decomposed, isAdmin: false)
+        XCTAssertFalse(lookAlike.owns(composed))
+        XCTAssertFalse(lookAlike.mayVerify(composed))
+        XCTAssertFalse(lookAlike.mayManage(composed))
+        XCTAssertTrue(lookAlike.mayManage(decomposed))
+    }
+
+    func testAdminPowersAreForOtherPeoplesAccounts() {
+        let admin = Caller(uid: 1001, gid: 1001, pid: 1, name: "alice", isAdmin: true)
+        XCTAssertTrue(admin.mayAdminister("bob"))
+        XCTAssertFalse(admin.mayAdminister("alice"), "on their own account admins give a code like anyone")
+        XCTAssertTrue(admin.mayManage("alice"))
+        let root = Caller(uid: 0, gid: 0, pid: 1, name: "root", isAdmin: true)
+        XCTAssertTrue(root.mayAdminister("alice"))
+        XCTAssertFalse(root.mayAdminister("root"), "root's own account is root's own")
+        let ordinary = Caller(uid: 1002, gid: 1002, pid: 1, name: "carol", isAdmin: false)
+        XCTAssertFalse(ordinary.mayAdminister("bob"))
     }
 }
 

@@ -114,20 +114,47 @@ class Daemon:
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self._signal_group(sig)
+            # Under a wrapper (faketime forks the daemon) only the daemon is signalled: the wrapper
+            # then exits by itself and cleans up (a killed faketime leaves its semaphore behind,
+            # and a later faketime that gets the same pid fails).
+            wrapped = [pid for pid in self._group_members() if pid != self.process.pid]
+            for pid in wrapped or [self.process.pid]:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 self.process.wait()
-        # A wrapper may have exited before its child: make sure nothing of ours is left.
+        # Make sure nothing of ours is left, and wait until it is gone: a restart must not find
+        # the old daemon still holding the socket.
         self._signal_group(signal.SIGKILL)
+        deadline = time.time() + 10
+        while self._group_members() and time.time() < deadline:
+            time.sleep(0.02)
         code = self.process.returncode
         self.process = None
         if self._log_file:
             self._log_file.close()
             self._log_file = None
         return code
+
+    def _group_members(self):
+        """Pids of the processes of the daemon's group still running (zombies do not count)."""
+        members = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    state, _ppid, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if int(pgrp) == self.process.pid and state != "Z":
+                members.append(int(entry))
+        return members
 
     def _signal_group(self, sig):
         try:
@@ -169,8 +196,8 @@ class Daemon:
 class ThrowawayUser:
     """A real Unix account with a random password and home directory; remove() deletes both."""
 
-    def __init__(self, prefix="tfu", groups=()):
-        self.name = unique_name(prefix)
+    def __init__(self, prefix="tfu", groups=(), name=None):
+        self.name = name or unique_name(prefix)
         self.password = "pw-" + secrets.token_urlsafe(12)
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", self.name],
                        check=True, capture_output=True)

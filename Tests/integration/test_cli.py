@@ -708,6 +708,27 @@ def test_admin_group_member_may_administer(daemon_factory, make_user):
         group.remove()
 
 
+def test_admin_group_member_gives_a_code_for_their_own_enrollment(daemon_factory, make_user):
+    """Admin powers are for other people's accounts: on their own, an admin proves possession."""
+    group = helpers.ThrowawayGroup()
+    try:
+        admin = make_user(groups=[group.name])
+        daemon = daemon_factory(admin_group=group.name)
+        enrollment = daemon.enroll(admin.name)
+        for args in (["admin", "reset", admin.name, "--yes"], ["admin", "unlock", admin.name]):
+            refused = cli(admin, *args, daemon=daemon)
+            assert refused.returncode == 6, refused
+            assert "own account" in refused.stderr, refused.stderr
+        wrong = cli(admin, "disable", "--code-stdin", daemon=daemon, input=wrong_code(enrollment.secret) + "\n")
+        assert wrong.returncode == 7, wrong
+        assert status_of(daemon, admin.name)["isEnrolled"] is True
+        done = cli(admin, "disable", "--code-stdin", daemon=daemon, input=enrollment.code(1) + "\n")
+        assert done.returncode == 0, done
+        assert status_of(daemon, admin.name)["isEnrolled"] is False
+    finally:
+        group.remove()
+
+
 # --- daemon not running, socket selection, help ---------------------------------------------------
 
 def test_daemon_not_running_exits_3_with_the_hint(daemon, user):

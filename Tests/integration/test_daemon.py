@@ -7,13 +7,15 @@ SO_PEERCRED sees a real non-root identity. Run as root:
 import grp
 import json
 import os
+import select
 import subprocess
 import time
+import unicodedata
 
 import pytest
 
 import twofactor_wire as wire
-from helpers import TWOFACTORD, Daemon, ThrowawayGroup, totp
+from helpers import TWOFACTORD, Daemon, ThrowawayGroup, totp, unique_name
 
 
 @pytest.fixture
@@ -126,12 +128,18 @@ def test_admin_group_member_manages_anyone_but_verifies_only_itself(daemon_facto
     assert f"reset account={bob.name} by={admin.name}(uid={admin.uid}) result=ok reason=ok" in daemon.log()
 
 
-def test_primary_group_counts_as_admin_membership(daemon_factory, make_user, admin_group):
+def test_primary_group_counts_as_admin_membership(daemon_factory, admin_group, make_user):
+    # admin_group before make_user: the user goes first, so the group is no one's primary group
+    # when it is deleted.
     daemon = daemon_factory(admin_group=admin_group.name)
     admin = make_user()
-    subprocess.run(["usermod", "-g", admin_group.name, admin.name], check=True, capture_output=True)
-    answer = daemon.request("listAccounts", as_uid=admin.uid, as_gid=admin_group.gid)
-    assert answer.status == "ok", answer
+    try:
+        subprocess.run(["usermod", "-g", admin_group.name, admin.name], check=True, capture_output=True)
+        answer = daemon.request("listAccounts", as_uid=admin.uid, as_gid=admin_group.gid)
+        assert answer.status == "ok", answer
+    finally:
+        # No longer the primary group, the user's own group outlives userdel.
+        subprocess.run(["groupdel", admin.name], capture_output=True)
 
 
 def test_missing_admin_group_means_root_only(daemon_factory, make_user):
@@ -268,3 +276,235 @@ def test_a_second_daemon_refuses_a_socket_someone_listens_on(daemon_factory, tmp
     finally:
         second.destroy()
     assert first.request("check", {"user": "root"}).status == "notEnrolled"
+
+
+# --- names are bytes (issue 10, point 4) ---------------------------------------------------------
+
+def look_alike_users(make_user, groups=()):
+    """Two real users whose names are canonically equivalent but different bytes: "...é" with
+    U+00E9, and "...e" + U+0301, which useradd accepts as it is. The first gets `groups`."""
+    base = unique_name("tfn")
+    composed = make_user(name=base + "\u00e9", groups=groups)
+    decomposed = make_user(name=base + "e\u0301")
+    assert composed.name.encode() != decomposed.name.encode()
+    assert unicodedata.normalize("NFC", decomposed.name) == composed.name
+    assert composed.uid != decomposed.uid
+    return composed, decomposed
+
+
+def test_a_canonically_equivalent_name_owns_nothing(daemon, make_user):
+    owner, look_alike = look_alike_users(make_user)
+    # Not enrolled yet: the look-alike cannot enroll it with an authenticator of its own.
+    assert as_user(daemon, look_alike, "enrollBegin", {"user": owner.name}).status == "permissionDenied"
+    assert as_user(daemon, look_alike, "check", {"user": owner.name}).status == "permissionDenied"
+    assert daemon.request("status", {"user": owner.name})["pending"] is False
+
+    enrollment = daemon.enroll(owner.name)
+    # Knowing no code, it cannot lock the account out ...
+    for _ in range(6):
+        denied = as_user(daemon, look_alike, "verify", {"user": owner.name, "code": "000000"})
+        assert denied.status == "permissionDenied", denied
+    status = daemon.request("status", {"user": owner.name})
+    assert status["failures"] == 0 and "lockedUntil" not in status, status
+    # ... and knowing one, it can neither log in nor change the enrollment.
+    code = enrollment.code(1)
+    for op in ("verify", "regenerateRecoveryCodes", "disable", "enrollCancel", "resetAccount", "unlockAccount"):
+        denied = as_user(daemon, look_alike, op, {"user": owner.name, "code": code})
+        assert denied.status == "permissionDenied", (op, denied)
+    assert daemon.request("check", {"user": owner.name}).status == "enrolled"
+
+    # Each still has its own account, byte for byte.
+    assert as_user(daemon, owner, "verify", {"user": owner.name, "code": code}).status == "accepted"
+    assert as_user(daemon, look_alike, "enrollBegin", {"user": look_alike.name}).status == "ok"
+    listed = [a["user"] for a in daemon.request("listAccounts")["account"]]
+    assert sorted(listed) == sorted([owner.name, look_alike.name]), listed
+
+
+def test_admin_group_membership_does_not_pass_to_a_look_alike(daemon_factory, make_user, admin_group):
+    daemon = daemon_factory(admin_group=admin_group.name)
+    admin, look_alike = look_alike_users(make_user, groups=[admin_group.name])
+    assert grp.getgrnam(admin_group.name).gr_mem == [admin.name]
+    assert as_user(daemon, admin, "listAccounts").status == "ok"
+    victim = make_user()
+    daemon.enroll(victim.name)
+    for op, fields in [("listAccounts", {}), ("resetAccount", {"user": victim.name}),
+                       ("disable", {"user": victim.name})]:
+        denied = as_user(daemon, look_alike, op, fields)
+        assert denied.status == "permissionDenied", (op, denied)
+    assert daemon.request("check", {"user": victim.name}).status == "enrolled"
+
+
+# --- administrators and their own enrollment (issue 10, point 6) ---------------------------------
+
+def test_an_admin_gives_a_code_for_changes_to_their_own_enrollment(daemon_factory, make_user, admin_group):
+    daemon = daemon_factory(admin_group=admin_group.name)
+    admin, other = make_user(groups=[admin_group.name]), make_user()
+    enrollment = daemon.enroll(admin.name)
+    daemon.enroll(other.name)
+
+    assert as_user(daemon, admin, "regenerateRecoveryCodes", {"user": admin.name}).status == "codeRequired"
+    assert as_user(daemon, admin, "disable", {"user": admin.name}).status == "codeRequired"
+    assert as_user(daemon, admin, "disable", {"user": admin.name, "code": "000000"}).status == "wrongCode"
+    # reset and unlock take no code: on one's own account they would bypass it.
+    for op in ("resetAccount", "unlockAccount"):
+        denied = as_user(daemon, admin, op, {"user": admin.name})
+        assert denied.status == "permissionDenied", (op, denied)
+        assert "own account" in denied["message"], denied
+    assert daemon.request("check", {"user": admin.name}).status == "enrolled"
+    assert daemon.request("status", {"user": admin.name})["failures"] == 1
+    assert f"reset account={admin.name} by={admin.name}(uid={admin.uid}) result=denied reason=permission-denied" \
+        in daemon.log()
+    # With a code it works, as for anyone.
+    regenerated = as_user(daemon, admin, "regenerateRecoveryCodes", {"user": admin.name, "code": enrollment.code(1)})
+    assert regenerated.status == "ok", regenerated
+    # Someone else's account: admin powers, no code.
+    assert as_user(daemon, admin, "unlockAccount", {"user": other.name}).status == "ok"
+    assert as_user(daemon, admin, "disable", {"user": other.name}).status == "ok"
+
+
+def test_roots_own_account_is_roots_own(daemon, make_user):
+    """Root acting on the account "root" is acting on its own: a code, and no reset or unlock."""
+    enrollment = daemon.enroll("root")
+    other = make_user()
+    daemon.enroll(other.name)
+    assert daemon.request("disable", {"user": "root"}).status == "codeRequired"
+    assert daemon.request("regenerateRecoveryCodes", {"user": "root"}).status == "codeRequired"
+    assert daemon.request("resetAccount", {"user": "root"}).status == "permissionDenied"
+    assert daemon.request("unlockAccount", {"user": "root"}).status == "permissionDenied"
+    assert daemon.request("disable", {"user": "root", "code": enrollment.code(1)}).status == "ok"
+    assert daemon.request("resetAccount", {"user": other.name}).status == "ok"
+
+
+# --- learned drift (issue 10, point 3) -----------------------------------------------------------
+
+def faketime(offset):
+    """A wrapper that starts the daemon with its clock shifted by `offset` ("-120s")."""
+    return ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", offset]
+
+
+def current_step(margin=8):
+    """The current 30 s step, once at least `margin` seconds of it are left, so that a code
+    computed now is checked by the daemon in the same step."""
+    left = 30 - time.time() % 30
+    if left < margin:
+        time.sleep(left + 0.05)
+    return int(time.time() // 30)
+
+
+def learn_drift_minus_two(daemon, user):
+    """The daemon's clock runs 120 s, then 60 s behind for a while (window 1) and teaches the
+    account a drift of -2 (the confirming code at -1 step, a login at -2); then the clock is
+    right again. Returns (secret, recovery codes) with the daemon running on the real clock."""
+    daemon.stop()
+    daemon.start(wrapper=faketime("-120s"))
+    secret = daemon.request("enrollBegin", {"user": user})["secret"]
+    step = current_step()   # the daemon's step is step - 4
+    confirmed = daemon.request("enrollConfirm", {"user": user, "code": totp(secret, at=(step - 5) * 30)})
+    assert confirmed.status == "ok", confirmed
+    assert daemon.request("status", {"user": user})["driftSteps"] == -1
+
+    daemon.stop()
+    daemon.start(wrapper=faketime("-60s"))
+    step = current_step()   # the daemon's step is step - 2
+    accepted = daemon.request("verify", {"user": user, "code": totp(secret, at=(step - 4) * 30)})
+    assert accepted.status == "accepted", accepted
+    assert daemon.request("status", {"user": user})["driftSteps"] == -2
+
+    daemon.restart()
+    return secret, confirmed["recoveryCode"]
+
+
+def test_a_drift_learned_from_a_wrong_clock_never_refuses_the_current_code(daemon_factory):
+    daemon = daemon_factory(window=1, drift_learning=True, drift_max_steps=2)
+    user = unique_name("tfd")
+    secret, _ = learn_drift_minus_two(daemon, user)
+    # With drift -2 and window 1 the daemon used to accept only now-3 ... now-1.
+    answer = daemon.request("verify", {"user": user, "code": totp(secret, at=current_step() * 30)})
+    assert answer.status == "accepted", answer
+    assert daemon.request("status", {"user": user})["driftSteps"] == 0
+
+
+def test_a_recovery_code_login_and_admin_unlock_clear_learned_drift(daemon_factory):
+    daemon = daemon_factory(window=1, drift_learning=True, drift_max_steps=2)
+    by_recovery, by_unlock = unique_name("tfd"), unique_name("tfd")
+    _, recovery_codes = learn_drift_minus_two(daemon, by_recovery)
+    answer = daemon.request("verify", {"user": by_recovery, "code": recovery_codes[0]})
+    assert answer.status == "accepted" and wire.METHOD[answer["method"]] == "recovery", answer
+    assert daemon.request("status", {"user": by_recovery})["driftSteps"] == 0
+
+    learn_drift_minus_two(daemon, by_unlock)
+    assert daemon.request("unlockAccount", {"user": by_unlock}).status == "ok"
+    assert daemon.request("status", {"user": by_unlock})["driftSteps"] == 0
+
+
+# --- slow user lookups (issue 10, point 7) ---------------------------------------------------------
+
+SLOW_NSS_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_nss_shim.c")
+
+
+@pytest.fixture
+def slow_nss_library(tmp_path):
+    """slow_nss_shim.c built for LD_PRELOAD: getpwuid_r (uid != 0) and getgrnam_r take 2 s."""
+    library = tmp_path / "slow_nss.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(library), SLOW_NSS_SHIM,
+                    "-ldl"], check=True, capture_output=True)
+    return str(library)
+
+
+def _flood_as(socket_path, u, connections):
+    """A child, as `u`, keeps a `check` of its own account in flight on each of `connections`
+    connections until the parent writes to the returned pipe; it then reports the statuses it
+    got. Returns (pid, results fd, stop fd)."""
+    stop_read, stop_write = os.pipe()
+    frame = wire.encode_frame(wire.OP["check"], {"user": u.name})
+
+    def flood(out):
+        os.close(stop_write)
+        socks = [wire.connect(socket_path, timeout=60) for _ in range(connections)]
+        for sock in socks:
+            sock.sendall(frame)
+        statuses = []
+        while True:
+            ready, _, _ = select.select([stop_read, *socks], [], [])
+            if stop_read in ready:
+                break
+            for sock in ready:
+                statuses.append(wire.read_response(sock).status)
+                sock.sendall(frame)
+        os.write(out, json.dumps(statuses).encode())
+
+    pid, results = wire.fork_as(u.uid, u.gid, (), flood)
+    os.close(stop_read)
+    return pid, results, stop_write
+
+
+def test_slow_user_lookups_never_delay_roots_requests(daemon_factory, make_user, slow_nss_library):
+    daemon = daemon_factory(read_timeout=60)
+    flooder = make_user()
+    account = unique_name("tfr")
+    enrollment = daemon.enroll(account)
+    daemon.stop()
+    daemon.start(wrapper=["env", f"LD_PRELOAD={slow_nss_library}", "SLOW_NSS_DELAY_MS=2000"])
+
+    flood_started = time.monotonic()
+    pid, results, stop = _flood_as(daemon.socket, flooder, 8)   # 8: one user's connection limit
+    try:
+        time.sleep(1)   # every event loop thread would now be inside a lookup
+        timings = []
+        for op, fields in [("check", {"user": account}), ("verify", {"user": account, "code": enrollment.code(1)}),
+                           ("check", {"user": account})]:
+            started = time.monotonic()
+            answer = daemon.request(op, fields, timeout=60)
+            timings.append((op, answer.status, round(time.monotonic() - started, 2)))
+        # Let the flood's own (slow, fresh) lookups finish at least once.
+        time.sleep(max(0.0, flood_started + 6 - time.monotonic()))
+    finally:
+        os.write(stop, b"x")
+        os.close(stop)
+        statuses = json.loads(wire.read_all(results) or b"[]")
+        _, status = os.waitpid(pid, 0)
+    assert [t[1] for t in timings] == ["enrolled", "accepted", "enrolled"], timings
+    # The PAM module gives up after 3 s by default; root's answers must come well before.
+    assert max(t[2] for t in timings) < 1.0, timings
+    assert status == 0
+    assert statuses and set(statuses) == {"notEnrolled"}, statuses
