@@ -1,5 +1,6 @@
 // Who is asking: the peer's uid from SO_PEERCRED, its login name, and whether it may administer.
 import Foundation
+import TwoFactorCore
 
 /// Login and account names are the same when their bytes are: Swift's String == treats canonically
 /// equivalent strings ("jose" + U+0301 and "jos\u{E9}") as equal, and useradd makes them two users.
@@ -57,7 +58,7 @@ public final class UserDirectory: Sendable {
 
     public init(adminGroup: String) {
         self.adminGroup = adminGroup
-        rootName = Self.passwdEntry(uid: 0).flatMap { String(validating: $0.name, as: UTF8.self) } ?? "root"
+        rootName = PasswdLookup.user(uid: 0).flatMap { String(validating: $0.name, as: UTF8.self) } ?? "root"
     }
 
     /// Root's caller, without any lookup.
@@ -67,7 +68,7 @@ public final class UserDirectory: Sendable {
 
     public func caller(uid: UInt32, gid: UInt32, pid: Int32) -> Caller {
         if uid == 0 { return rootCaller(gid: gid, pid: pid) }
-        let account = Self.passwdEntry(uid: uid)
+        let account = PasswdLookup.user(uid: uid)
         let isAdmin = account.map { isMember(name: $0.name, primaryGroup: $0.gid) } ?? false
         // A login name that is not UTF-8 matches no account name (those are UTF-8 on the wire);
         // decoding it with repairs could make two users the same account.
@@ -77,44 +78,7 @@ public final class UserDirectory: Sendable {
 
     /// Member of the admin group: listed in its member list, or the group is the primary group.
     func isMember(name: [UInt8], primaryGroup: gid_t) -> Bool {
-        var group = group()
-        var result: UnsafeMutablePointer<group>?
-        var buffer = [CChar](repeating: 0, count: 16_384)
-        while true {
-            let status = getgrnam_r(adminGroup, &group, &buffer, buffer.count, &result)
-            if status == ERANGE && buffer.count < 1 << 22 {
-                buffer = [CChar](repeating: 0, count: buffer.count * 4)
-                continue
-            }
-            guard status == 0, result != nil else { return false }  // no such group: root only
-            break
-        }
-        if group.gr_gid == primaryGroup { return true }
-        var member = group.gr_mem
-        while let entry = member?.pointee {
-            if AccountName.same(Self.bytes(entry), name) { return true }
-            member = member?.advanced(by: 1)
-        }
-        return false
-    }
-
-    static func bytes(_ cString: UnsafePointer<CChar>) -> [UInt8] {
-        Array(UnsafeRawBufferPointer(start: cString, count: strlen(cString)))
-    }
-
-    /// The passwd name as the bytes NSS gave, never repaired or normalised.
-    static func passwdEntry(uid: UInt32) -> (name: [UInt8], gid: gid_t)? {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16_384)
-        while true {
-            let status = getpwuid_r(uid, &entry, &buffer, buffer.count, &result)
-            if status == ERANGE && buffer.count < 1 << 22 {
-                buffer = [CChar](repeating: 0, count: buffer.count * 4)
-                continue
-            }
-            guard status == 0, result != nil, let name = entry.pw_name else { return nil }
-            return (bytes(name), entry.pw_gid)
-        }
+        guard let group = PasswdLookup.group(named: adminGroup) else { return false }  // no such group: root only
+        return group.gid == primaryGroup || group.members.contains { AccountName.same($0, name) }
     }
 }

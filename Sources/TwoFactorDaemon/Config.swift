@@ -1,9 +1,10 @@
 // twofactord's configuration file: `key = value` lines, `#` comments, blank lines ignored.
-// Every key, its default and its meaning are documented in config/twofactord.conf and twofactord(8).
+// The keys, their values and their documentation are defined once, in ConfigKeys.swift; each
+// key's default is the initial value of its DaemonConfig field here.
 import Foundation
 import TwoFactorCore
 
-public enum LogTarget: String, Sendable, Equatable {
+public enum LogTarget: String, Sendable, Equatable, CaseIterable {
     case auto, syslog, stderr
 }
 
@@ -24,7 +25,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var maxConnections = 64
     public var readTimeout: Double = 5
     public var log = LogTarget.auto
-    public var ntpServers = ["time1.google.com", "pool.ntp.org"]
+    public var ntpServers = [NTPServerName(host: "time1.google.com"), NTPServerName(host: "pool.ntp.org")]
     public var ntpInterval: Double = 900
     public var ntpTimeout: Double = 2
     public var ntpSamples = 4
@@ -84,8 +85,6 @@ public enum ConfigParser {
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfig {
         var config = DaemonConfig()
         var seen: [String: Int] = [:]
-        var algorithm = OTPAlgorithm.sha1, digits = 6, period = 30
-        var digitsLine = 0, periodLine = 0
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         for (index, rawLine) in lines.enumerated() {
             let lineNumber = index + 1
@@ -104,68 +103,11 @@ public enum ConfigParser {
             if let first = seen[key] { throw fail("'\(printable(key))' is already set on line \(first)") }
             seen[key] = lineNumber
 
-            switch key {
-            case "socket": config.socket = try absolutePath(value, key, fail)
-            case "socket_mode":
-                guard let mode = UInt32(value, radix: 8), mode <= 0o777 else {
-                    throw fail("socket_mode must be an octal permission like 0666, got '\(printable(value))'")
-                }
-                config.socketMode = mode
-            case "state_directory": config.stateDirectory = try absolutePath(value, key, fail)
-            case "key_file": config.keyFile = try absolutePath(value, key, fail)
-            case "admin_group":
-                guard !value.isEmpty, !value.contains(where: { $0.isWhitespace }) else {
-                    throw fail("admin_group must be a group name")
-                }
-                config.adminGroup = value
-            case "issuer":
-                guard !value.isEmpty, value.count <= 128, !value.contains(":"),
-                      !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                    throw fail("issuer must be 1 to 128 printable characters without ':'")
-                }
-                config.issuer = value
-            case "algorithm":
-                guard let parsed = OTPAlgorithm(rawValue: value.uppercased()) else {
-                    throw fail("algorithm must be SHA1, SHA256 or SHA512, got '\(printable(value))'")
-                }
-                algorithm = parsed
-            case "digits": digits = try integer(value, key, 6...8, fail); digitsLine = lineNumber
-            case "period": period = try integer(value, key, 1...3600, fail); periodLine = lineNumber
-            case "window": config.window = try integer(value, key, 0...10, fail)
-            case "max_failures": config.maxFailures = try integer(value, key, 1...1_000_000, fail)
-            case "lockout_seconds": config.lockoutSeconds = Int64(try integer(value, key, 1...31_536_000, fail))
-            case "lockout_max_seconds": config.lockoutMaxSeconds = Int64(try integer(value, key, 1...31_536_000, fail))
-            case "max_connections": config.maxConnections = try integer(value, key, 1...100_000, fail)
-            case "read_timeout": config.readTimeout = try seconds(value, key, 0.001...3600, fail)
-            case "log":
-                guard let target = LogTarget(rawValue: value) else {
-                    throw fail("log must be auto, syslog or stderr, got '\(printable(value))'")
-                }
-                config.log = target
-            case "ntp_servers":
-                let servers = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-                for server in servers where !validServer(server) {
-                    throw fail("ntp_servers: '\(printable(server))' is not host or host:port")
-                }
-                config.ntpServers = servers
-            case "ntp_interval": config.ntpInterval = try seconds(value, key, 1...86_400, fail)
-            case "ntp_timeout": config.ntpTimeout = try seconds(value, key, 0.01...60, fail)
-            case "ntp_samples": config.ntpSamples = try integer(value, key, 1...64, fail)
-            case "clock_warn_threshold": config.clockWarnThreshold = try seconds(value, key, 0.001...86_400, fail)
-            case "clock_compensation": config.clockCompensation = try boolean(value, key, fail)
-            case "clock_compensation_max": config.clockCompensationMax = try seconds(value, key, 0...31_622_400, fail)
-            case "clock_min_sources":
-                config.clockMinSources = try integer(value, key, ClockConfiguration.minimumSourcesRange, fail)
-            case "drift_learning": config.driftLearning = try boolean(value, key, fail)
-            case "drift_max_steps": config.driftMaxSteps = try integer(value, key, 0...10, fail)
-            default:
-                throw fail("unknown key '\(printable(key))'")
+            guard let definition = ConfigKeys.named(key) else { throw fail("unknown key '\(printable(key))'") }
+            do throws(ConfigValueError) { try definition.set(value, in: &config) } catch {
+                throw fail("\(key) must be \(error.requirement), got '\(printable(error.got))'"
+                           + (error.reason.map { " (\($0))" } ?? ""))
             }
-        }
-        do {
-            config.parameters = try OTPParameters(algorithm: algorithm, digits: digits, period: period)
-        } catch {
-            throw ConfigError(file: file, line: max(digitsLine, periodLine), message: "\(error)")
         }
         if config.lockoutMaxSeconds < config.lockoutSeconds {
             let line = seen["lockout_max_seconds"] ?? seen["lockout_seconds"]
@@ -182,46 +124,6 @@ public enum ConfigParser {
             previous = character
         }
         return nil
-    }
-
-    static func absolutePath(_ value: String, _ key: String, _ fail: (String) -> ConfigError) throws(ConfigError) -> String {
-        guard value.hasPrefix("/"), !value.contains("\0") else {
-            throw fail("\(key) must be an absolute path, got '\(printable(value))'")
-        }
-        return value
-    }
-
-    static func integer(_ value: String, _ key: String, _ range: ClosedRange<Int>,
-                        _ fail: (String) -> ConfigError) throws(ConfigError) -> Int {
-        guard let number = Int(value), range.contains(number) else {
-            throw fail("\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(printable(value))'")
-        }
-        return number
-    }
-
-    static func seconds(_ value: String, _ key: String, _ range: ClosedRange<Double>,
-                        _ fail: (String) -> ConfigError) throws(ConfigError) -> Double {
-        guard let number = Double(value), number.isFinite, range.contains(number) else {
-            throw fail("\(key) must be a number of seconds from \(range.lowerBound) to \(range.upperBound), got '\(printable(value))'")
-        }
-        return number
-    }
-
-    static func boolean(_ value: String, _ key: String, _ fail: (String) -> ConfigError) throws(ConfigError) -> Bool {
-        switch value.lowercased() {
-        case "yes", "true", "on": return true
-        case "no", "false", "off": return false
-        default: throw fail("\(key) must be yes or no, got '\(printable(value))'")
-        }
-    }
-
-    static func validServer(_ server: String) -> Bool {
-        var host = Substring(server)
-        if let colon = server.lastIndex(of: ":") {
-            guard let port = Int(server[server.index(after: colon)...]), (1...65535).contains(port) else { return false }
-            host = server[..<colon]
-        }
-        return !host.isEmpty && host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_") }
     }
 
     /// Keeps error messages on one readable line whatever the file contains.

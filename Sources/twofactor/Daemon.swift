@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import TwoFactorClient
+import TwoFactorCore
 import TwoFactorWire
 
 /// The account a command is about, and whether it is the caller's own.
@@ -16,14 +17,14 @@ struct Account {
     /// $USER or $LOGNAME, which the caller controls; the daemon checks it against SO_PEERCRED anyway).
     static func caller() throws(CLIError) -> Account {
         let uid = getuid()
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>? = nil
-        var buffer = [CChar](repeating: 0, count: 16 * 1024)
-        let code = getpwuid_r(uid, &entry, &buffer, buffer.count, &result)
-        guard code == 0, let found = result, let namePointer = found.pointee.pw_name else {
+        guard let entry = PasswdLookup.user(uid: uid) else {
             throw CLIError(.failure, "your user id \(uid) has no entry in the password database")
         }
-        return Account(name: String(cString: namePointer), isSelf: true)
+        // The daemon matches names as UTF-8 bytes; a repaired name would be someone else's.
+        guard let name = String(validating: entry.name, as: UTF8.self) else {
+            throw CLIError(.failure, "your login name is not valid UTF-8")
+        }
+        return Account(name: name, isSelf: true)
     }
 
     static func other(_ name: String) -> Account { Account(name: name, isSelf: false) }

@@ -15,6 +15,12 @@ struct TwoFactorDaemonCommand: ParsableCommand {
     @Flag(name: .long, help: "Check the configuration file, print the result and exit (0 valid, 1 not).")
     var checkConfig = false
 
+    @Flag(name: .long, help: "Print every key with its value from the configuration file (or its default) and exit.")
+    var printConfig = false
+
+    @Flag(name: .long, help: "Print the documented example configuration, every key with its default, and exit.")
+    var printDefaultConfig = false
+
     @Option(name: .long, help: ArgumentHelp(
         "Where the audit log goes, overriding the configuration's `log`: auto, syslog or stderr. "
             + "stderr suits a daemon started without systemd on a machine without syslog.",
@@ -29,6 +35,10 @@ struct TwoFactorDaemonCommand: ParsableCommand {
             print("twofactord \(Daemon.version)")
             return
         }
+        if printDefaultConfig {
+            print(ConfigKeys.exampleFile(), terminator: "")
+            return
+        }
         let path = config ?? DaemonConfig.defaultPath
         var settings: DaemonConfig
         do {
@@ -36,7 +46,11 @@ struct TwoFactorDaemonCommand: ParsableCommand {
             if let log { settings.log = log }
         } catch {
             FileHandle.standardError.write(Data("twofactord: \(error)\n".utf8))
-            throw ExitCode(checkConfig ? 1 : 78)
+            throw ExitCode(checkConfig || printConfig ? 1 : 78)
+        }
+        if printConfig {
+            print(ConfigKeys.effectiveConfig(settings), terminator: "")
+            return
         }
         if checkConfig {
             print("twofactord: \(path): configuration is valid")

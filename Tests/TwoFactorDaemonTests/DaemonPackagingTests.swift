@@ -79,23 +79,57 @@ final class DaemonPackagingTests: XCTestCase {
         XCTAssertTrue(socket.contains("SocketMode=0666"))
     }
 
-    /// The example file documents every key with its default value.
-    func testExampleConfigListsEveryKeyWithItsDefault() throws {
+    /// The example file is generated from the key table (twofactord --print-default-config).
+    func testExampleConfigIsGeneratedFromTheKeyTable() throws {
         let example = try read("config/twofactord.conf")
+        XCTAssertEqual(example, ConfigKeys.exampleFile(),
+                       "regenerate config/twofactord.conf with .build/debug/twofactord --print-default-config")
         XCTAssertEqual(try ConfigParser.parse(example, file: "twofactord.conf"), DaemonConfig())
-        var uncommented = ""
+        // Uncommenting every key line gives the defaults again (the issuer names an example host).
         var keys: [String] = []
-        for line in example.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("#"), let equals = line.firstIndex(of: "="), !line.dropFirst().hasPrefix(" "),
-               line[line.index(after: line.startIndex)..<equals].trimmingCharacters(in: .whitespaces).allSatisfy({ $0.isLetter || $0 == "_" }) {
-                keys.append(line[line.index(after: line.startIndex)..<equals].trimmingCharacters(in: .whitespaces))
-                uncommented += line.dropFirst() + "\n"
-            }
+        var uncommented = ""
+        for line in example.split(separator: "\n") where line.hasPrefix("#") && !line.hasPrefix("# ") && line.contains(" = ") {
+            keys.append(String(line.dropFirst().prefix { $0 != " " }))
+            uncommented += line.dropFirst() + "\n"
         }
-        XCTAssertEqual(keys.count, 26, "\(keys)")
+        XCTAssertEqual(keys, ConfigKeys.all.map(\.name))
         var parsed = try ConfigParser.parse(uncommented, file: "uncommented")
         XCTAssertEqual(parsed.issuer, "myhost")
         parsed.issuer = DaemonConfig().issuer
         XCTAssertEqual(parsed, DaemonConfig())
+    }
+
+    /// twofactord(8) lists every key of the table, once, with the table's default.
+    func testManPageListsEveryKeyWithItsDefault() throws {
+        let page = try read("docs/twofactord.8")
+        let section = try XCTUnwrap(page.components(separatedBy: ".SH CONFIGURATION\n").last?
+            .components(separatedBy: "\n.SH ").first)
+        var listed: [(name: String, value: String)] = []
+        let lines = section.split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, line) in lines.enumerated() where index > 0 && lines[index - 1] == ".TP" {
+            let settings: [Substring]
+            if line.hasPrefix(".BR ") {
+                settings = line.split(separator: "\"").filter { $0.contains(" = ") }
+            } else if line.hasPrefix(".B ") {
+                settings = [line.dropFirst(3)]
+            } else {
+                continue
+            }
+            for setting in settings {
+                let parts = setting.components(separatedBy: " = ")
+                listed.append((parts[0], parts[1].replacingOccurrences(of: "\\fR", with: "")
+                    .replacingOccurrences(of: "\\fP", with: "")))
+            }
+        }
+        XCTAssertEqual(listed.map(\.name).sorted(), ConfigKeys.all.map(\.name).sorted())
+        for (name, value) in listed {
+            let key = try XCTUnwrap(ConfigKeys.named(name), name)
+            if key.example != nil {
+                // A default of this machine's own (the issuer is the host name).
+                XCTAssertTrue(value.hasPrefix("<") && value.hasSuffix(">"), "\(name) = \(value)")
+            } else {
+                XCTAssertEqual(value, key.defaultText, name)
+            }
+        }
     }
 }

@@ -137,7 +137,7 @@ final class StoreAndRulesTests: XCTestCase {
         let rules = rules()
         _ = try enroll(rules, "alice", at: 1_800_000_000)
         let processor = RequestProcessor(store: store, rules: rules,
-                                         clock: ClockMonitor(configuration: ClockConfiguration(servers: []), logger: .init(label: "test"), audit: nil),
+                                         clock: ClockMonitor(configuration: .testing(servers: []), logger: .init(label: "test"), audit: nil),
                                          audit: AuditLog(target: .stderr))
         store.failingCommitsForTesting = 1
         var request = WireMessage(operation: .verify)
@@ -341,7 +341,7 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertEqual(config.maxConnections, 64)
         XCTAssertEqual(config.readTimeout, 5)
         XCTAssertEqual(config.log, .auto)
-        XCTAssertEqual(config.ntpServers, ["time1.google.com", "pool.ntp.org"])
+        XCTAssertEqual(config.ntpServers.map(\.description), ["time1.google.com", "pool.ntp.org"])
         XCTAssertEqual(config.ntpInterval, 900)
         XCTAssertEqual(config.ntpTimeout, 2)
         XCTAssertEqual(config.ntpSamples, 4)
@@ -349,7 +349,6 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertTrue(config.clockCompensation)
         XCTAssertEqual(config.clockCompensationMax, 180)
         XCTAssertEqual(config.clockMinSources, 2)
-        XCTAssertEqual(config.clockConfiguration, ClockConfiguration())
         XCTAssertTrue(config.driftLearning)
         XCTAssertEqual(config.driftMaxSteps, 2)
     }
@@ -390,7 +389,7 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertEqual(config.parameters, try OTPParameters(algorithm: .sha256, digits: 8, period: 60))
         XCTAssertEqual(config.readTimeout, 1.5)
         XCTAssertEqual(config.log, .syslog)
-        XCTAssertEqual(config.ntpServers, ["127.0.0.1:12300", "ntp.example.org"])
+        XCTAssertEqual(config.ntpServers, [NTPServerName(host: "127.0.0.1", port: 12300), NTPServerName(host: "ntp.example.org")])
         XCTAssertFalse(config.clockCompensation)
         XCTAssertEqual(config.clockCompensationMax, 600)
         XCTAssertEqual(config.clockConfiguration.compensationMaxSeconds, 600)
@@ -417,6 +416,47 @@ final class ConfigAndAuditTests: XCTestCase {
         XCTAssertEqual(error("clock_min_sources = 1"),
                        "/etc/t.conf:1: clock_min_sources must be a whole number from 2 to 16, got '1'")
         XCTAssertTrue(error("clock_min_sources = 17").hasPrefix("/etc/t.conf:1: clock_min_sources"))
+    }
+
+    /// What --check-config accepts is what the daemon runs with: the clock monitor no longer
+    /// clamps, so the table's ranges are the limits (issue 11).
+    func testClockKeysAcceptExactlyWhatTheMonitorUses() throws {
+        func error(_ text: String) -> String? {
+            do { _ = try ConfigParser.parse(text, file: "t.conf"); return nil } catch { return error.description }
+        }
+        XCTAssertNil(error("ntp_samples = 16"))
+        XCTAssertEqual(error("ntp_samples = 17"), "t.conf:1: ntp_samples must be a whole number from 1 to 16, got '17'")
+        XCTAssertNil(error("ntp_timeout = 0.05"))
+        XCTAssertEqual(error("ntp_timeout = 0.01"),
+                       "t.conf:1: ntp_timeout must be a number of seconds from 0.05 to 60, got '0.01'")
+        XCTAssertNil(error("ntp_interval = 1"))
+        XCTAssertEqual(error("ntp_interval = 0.5"),
+                       "t.conf:1: ntp_interval must be a number of seconds from 1 to 86400, got '0.5'")
+        let v6 = try ConfigParser.parse("ntp_servers = [::1]:123 [2001:db8::1]:4123 fe80::1%eth0", file: "t.conf")
+        XCTAssertEqual(v6.ntpServers, [NTPServerName(host: "::1"), NTPServerName(host: "2001:db8::1", port: 4123),
+                                       NTPServerName(host: "fe80::1%eth0")])
+        XCTAssertEqual(v6.clockConfiguration.servers, v6.ntpServers)
+        XCTAssertEqual(error("ntp_servers = pool.ntp.org host:0"),
+                       "t.conf:1: ntp_servers must be \(try XCTUnwrap(ConfigKeys.named("ntp_servers")).requirement), "
+                       + "got 'host:0' (port must be 1 to 65535)")
+    }
+
+    /// --print-config prints values the parser reads back as the same configuration.
+    func testEffectiveConfigParsesBackToTheSameValues() throws {
+        var config = DaemonConfig()
+        config.socketMode = 0o640
+        config.readTimeout = 1.5
+        config.ntpServers = [NTPServerName(host: "::1", port: 4123), NTPServerName(host: "ntp.example.org")]
+        config.clockCompensation = false
+        config.parameters = try OTPParameters(algorithm: .sha512, digits: 8, period: 60)
+        config.log = .stderr
+        config.lockoutSeconds = 60
+        let text = ConfigKeys.effectiveConfig(config)
+        XCTAssertTrue(text.contains("socket_mode = 0640\n"), text)
+        XCTAssertTrue(text.contains("ntp_servers = [::1]:4123 ntp.example.org\n"), text)
+        XCTAssertEqual(try ConfigParser.parse(text, file: "printed"), config)
+        XCTAssertEqual(try ConfigParser.parse(ConfigKeys.effectiveConfig(DaemonConfig()), file: "defaults"), DaemonConfig())
+        XCTAssertEqual(Set(ConfigKeys.all.map(\.name)).count, ConfigKeys.all.count, "a key defined twice")
     }
 
     func testAuditValuesCannotForgeFields() {

@@ -38,7 +38,6 @@ import helpers
 import twofactor_wire as wire
 
 DEFAULT_SOCKET = "/run/twofactor/twofactord.sock"
-DAEMON_CONFIG = "/etc/twofactor/twofactord.conf"
 SSHD = "/usr/sbin/sshd"
 CODE_PROMPT = "Two-factor authentication code (or recovery code): "
 WRONG_CODE_MESSAGE = "Incorrect two-factor authentication code"
@@ -131,19 +130,12 @@ class SystemGuard:
 
 # --- the daemon (the installed one, on its default socket) -------------------------------------
 
-def read_daemon_setting(key, default):
-    """A value from the installed daemon's config file, or the documented default."""
-    try:
-        with open(DAEMON_CONFIG) as f:
-            for line in f:
-                line = line.split("#", 1)[0].strip()
-                if "=" in line:
-                    name, value = (part.strip() for part in line.split("=", 1))
-                    if name == key:
-                        return value
-    except FileNotFoundError:
-        pass
-    return default
+def daemon_setting(key, config=None):
+    """A key's value in effect for the daemon, as twofactord itself reads its config file
+    (`--print-config`; None: the default file, where a missing file means the defaults)."""
+    command = [helpers.TWOFACTORD, "--print-config"] + (["--config", config] if config else [])
+    printed = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    return dict(line.split(" = ", 1) for line in printed.stdout.splitlines())[key]
 
 
 class Codes:
@@ -209,13 +201,13 @@ class Enrollment:
 class InstalledDaemon:
     """The running twofactord, reached the way the PAM module and the CLI reach it."""
 
-    def __init__(self, socket_path=DEFAULT_SOCKET, module_options=(), cli_environment=None):
+    def __init__(self, socket_path=DEFAULT_SOCKET, module_options=(), cli_environment=None, config=None):
         self.socket = socket_path
         # Options the PAM stacks pass to the module (only socket= in development mode).
         self.module_options = list(module_options)
         # Extra environment for the CLI (only TWOFACTOR_SOCKET in development mode).
         self.cli_environment = dict(cli_environment or {})
-        self.max_failures = int(read_daemon_setting("max_failures", "5"))
+        self.max_failures = int(daemon_setting("max_failures", config))
 
     def check_answers(self):
         """Raises with a readable reason unless the daemon answers a `check` request."""
@@ -786,7 +778,7 @@ def installed_daemon(e2e_system_guard):
         try:
             os.chmod(dev.dir, 0o755)
             yield InstalledDaemon(dev.socket, module_options=[f"socket={dev.socket}"],
-                                  cli_environment={"TWOFACTOR_SOCKET": dev.socket})
+                                  cli_environment={"TWOFACTOR_SOCKET": dev.socket}, config=dev.config_path)
         finally:
             dev.destroy()
         return

@@ -531,6 +531,17 @@ def test_disable_json_with_totp(daemon, user):
     assert json.loads(result.stdout) == {"user": user.name, "enrolled": False}
 
 
+def test_a_user_with_a_long_passwd_entry_is_still_the_caller(daemon, user):
+    """A passwd entry larger than the first lookup buffer (16 KB): getpwuid_r answers ERANGE, and
+    the lookup must retry with a larger buffer rather than call the user unknown."""
+    subprocess.run(["usermod", "--comment", "x" * 20_000, user.name], check=True, capture_output=True)
+    # Not runuser: it refuses such an entry itself. Python switches to the user's uid without a lookup.
+    result = subprocess.run([CLI, "status", "--json", "--socket", daemon.socket], capture_output=True, text=True,
+                            timeout=60, env=BASE_ENV, cwd="/", user=user.uid, group=user.gid, extra_groups=[])
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout) == {"user": user.name, "enrolled": False}
+
+
 def test_status_text_and_json(daemon, user, pam_service):
     before = cli(user, "status", daemon=daemon)
     assert before.returncode == 0, before

@@ -508,3 +508,68 @@ def test_slow_user_lookups_never_delay_roots_requests(daemon_factory, make_user,
     assert max(t[2] for t in timings) < 1.0, timings
     assert status == 0
     assert statuses and set(statuses) == {"notEnrolled"}, statuses
+
+
+# --- the configuration: one definition per key (issue 11) ----------------------------------------
+
+EXAMPLE_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "config", "twofactord.conf")
+
+
+def run_daemon_with_config(tmp_path, text, *args):
+    path = tmp_path / "twofactord.conf"
+    path.write_text(text)
+    return subprocess.run([TWOFACTORD, "--config", str(path), *args], capture_output=True, text=True,
+                          timeout=30), str(path)
+
+
+@pytest.mark.parametrize("line, problem", [
+    # The clock monitor used to clamp these silently (to 16 samples and a 0.05 s timeout).
+    ("ntp_samples = 17", "ntp_samples must be a whole number from 1 to 16, got '17'"),
+    ("ntp_timeout = 0.01", "ntp_timeout must be a number of seconds from 0.05 to 60, got '0.01'"),
+    ("ntp_interval = 0.5", "ntp_interval must be a number of seconds from 1 to 86400, got '0.5'"),
+    ("ntp_servers = pool.ntp.org bad:host:99", "ntp_servers must be"),
+    ("ntp_servers = [time.example.org]:123", "ntp_servers must be"),
+])
+def test_check_config_refuses_what_the_daemon_would_not_run_with(tmp_path, line, problem):
+    text = "# a comment\n" + line + "\n"
+    check, path = run_daemon_with_config(tmp_path, text, "--check-config")
+    assert check.returncode == 1, check
+    assert f"twofactord: {path}:2: {problem}" in check.stderr, check.stderr
+    start, _ = run_daemon_with_config(tmp_path, text)
+    assert start.returncode == 78, start
+    assert f"twofactord: {path}:2: {problem}" in start.stderr, start.stderr
+
+
+@pytest.mark.parametrize("servers, shown", [
+    ("[::1]:123", "[::1]"),
+    ("::1", "[::1]"),
+    ("127.0.0.1:12300 [::1]:4123 ntp.example.org", "127.0.0.1:12300 [::1]:4123 ntp.example.org"),
+])
+def test_ipv6_ntp_servers_are_accepted(tmp_path, servers, shown):
+    check, _ = run_daemon_with_config(tmp_path, f"ntp_servers = {servers}\n", "--check-config")
+    assert check.returncode == 0, check.stderr
+    printed, _ = run_daemon_with_config(tmp_path, f"ntp_servers = {servers}\n", "--print-config")
+    assert printed.returncode == 0, printed.stderr
+    assert f"\nntp_servers = {shown}\n" in printed.stdout, printed.stdout
+
+
+def test_the_example_config_is_what_the_daemon_prints_as_its_defaults():
+    printed = subprocess.run([TWOFACTORD, "--print-default-config"], capture_output=True, timeout=30)
+    assert printed.returncode == 0, printed.stderr
+    with open(EXAMPLE_CONFIG, "rb") as f:
+        example = f.read()
+    assert printed.stdout == example, "regenerate config/twofactord.conf with twofactord --print-default-config"
+
+
+def test_print_config_shows_every_key_with_its_effective_value(tmp_path):
+    shown, _ = run_daemon_with_config(tmp_path, "max_failures = 7\nntp_interval = 60\nsocket_mode = 0660\n",
+                                      "--print-config")
+    assert shown.returncode == 0, shown.stderr
+    values = dict(line.split(" = ", 1) for line in shown.stdout.splitlines())
+    assert (values["max_failures"], values["ntp_interval"], values["socket_mode"]) == ("7", "60", "0660")
+    # Every key the example documents, and no other.
+    with open(EXAMPLE_CONFIG) as f:
+        documented = [line[1:].split(" = ", 1)[0] for line in f
+                      if line.startswith("#") and " = " in line and not line.startswith("# ")]
+    assert sorted(values) == sorted(documented)
+    assert len(values) == 26

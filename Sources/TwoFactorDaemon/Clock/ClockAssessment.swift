@@ -107,7 +107,7 @@ public enum ClockPolicy {
     /// next round normally renews it, but a stale value is not carried on through an outage
     /// (or while the servers disagree), and a new one has to be measured and confirmed again.
     public static func compensationMaximumAge(intervalSeconds: Double) -> Double {
-        2 * max(intervalSeconds, ClockConfiguration.minimumInterval)
+        2 * intervalSeconds
     }
 
     /// Whether `later` repeats `earlier`'s offset: within the agreement tolerance, plus the drift
@@ -233,7 +233,7 @@ public enum ClockPolicy {
                 headline += " (last measured \(ageText(now - m.bootTime)) ago: \(offsetText(m.offsetSeconds)) by \(m.server))"
             }
             if case .applied = correction { headline += "; codes are still checked against the corrected time" }
-            remedies.append("Check that the NTP servers (\(configuration.servers.joined(separator: " "))) "
+            remedies.append("Check that the NTP servers (\(configuration.servers.map(\.description).joined(separator: " "))) "
                             + "answer on UDP port 123, or set ntp_servers.")
         } else if let m {
             reading.state = state(offsetSeconds: m.offsetSeconds, badThreshold: configuration.warnThresholdSeconds)

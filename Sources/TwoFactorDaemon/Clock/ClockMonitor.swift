@@ -49,9 +49,11 @@ public struct ClockReading: Sendable, Equatable {
     }
 }
 
+/// The clock check's settings, from DaemonConfig.clockConfiguration: the config keys in
+/// ConfigKeys.swift own their ranges and defaults, and the monitor uses the values as they are.
 public struct ClockConfiguration: Sendable, Equatable {
-    /// "host" or "host:port" (default port 123). Empty: no NTP queries at all.
-    public var servers: [String]
+    /// Empty: no NTP queries at all.
+    public var servers: [NTPServerName]
     public var intervalSeconds: Double
     public var timeoutSeconds: Double
     public var samples: Int
@@ -67,9 +69,8 @@ public struct ClockConfiguration: Sendable, Equatable {
     /// alone is only diagnosed).
     public var minimumSources: Int
 
-    public init(servers: [String] = ["time1.google.com", "pool.ntp.org"], intervalSeconds: Double = 900,
-                timeoutSeconds: Double = 2, samples: Int = 4, warnThresholdSeconds: Double = 10,
-                compensation: Bool = true, compensationMaxSeconds: Double = 180, minimumSources: Int = 2) {
+    public init(servers: [NTPServerName], intervalSeconds: Double, timeoutSeconds: Double, samples: Int,
+                warnThresholdSeconds: Double, compensation: Bool, compensationMaxSeconds: Double, minimumSources: Int) {
         self.servers = servers
         self.intervalSeconds = intervalSeconds
         self.timeoutSeconds = timeoutSeconds
@@ -78,39 +79,6 @@ public struct ClockConfiguration: Sendable, Equatable {
         self.compensation = compensation
         self.compensationMaxSeconds = compensationMaxSeconds
         self.minimumSources = minimumSources
-    }
-
-    /// Smallest values the monitor uses whatever the configuration says (tests use 1 s intervals).
-    public static let minimumInterval = 0.5
-    public static let minimumTimeout = 0.05
-    public static let maximumSamples = 16
-    public static let minimumSourcesRange = 2...16
-
-    /// Problems with the values, as config error messages (empty when fine): for the config parser.
-    public func problems() -> [String] {
-        var found: [String] = []
-        for entry in servers {
-            do throws(NTPServerNameError) { _ = try NTPServerName(parsing: entry) } catch { found.append(error.message) }
-        }
-        if !(intervalSeconds >= Self.minimumInterval && intervalSeconds <= 86_400 * 7) {
-            found.append("ntp_interval must be between \(Self.minimumInterval) and 604800 seconds")
-        }
-        if !(timeoutSeconds >= Self.minimumTimeout && timeoutSeconds <= 60) {
-            found.append("ntp_timeout must be between \(Self.minimumTimeout) and 60 seconds")
-        }
-        if !(1...Self.maximumSamples).contains(samples) {
-            found.append("ntp_samples must be between 1 and \(Self.maximumSamples)")
-        }
-        if !(warnThresholdSeconds > 0 && warnThresholdSeconds.isFinite) {
-            found.append("clock_warn_threshold must be a positive number of seconds")
-        }
-        if !(compensationMaxSeconds >= 0 && compensationMaxSeconds <= 86_400 * 366) {
-            found.append("clock_compensation_max must be between 0 and 31622400 seconds")
-        }
-        if !Self.minimumSourcesRange.contains(minimumSources) {
-            found.append("clock_min_sources must be between \(Self.minimumSourcesRange.lowerBound) and \(Self.minimumSourcesRange.upperBound)")
-        }
-        return found
     }
 }
 
@@ -178,40 +146,27 @@ public final class ClockMonitor: Sendable {
 
     /// Runs one measurement round now, on the calling thread (tests; the daemon never calls it).
     func measureOnce() {
-        runRound(servers: parsedServers())
+        runRound()
     }
 
     // MARK: - the background thread
 
-    private func parsedServers() -> [NTPServerName] {
-        configuration.servers.compactMap { entry in
-            do throws(NTPServerNameError) { return try NTPServerName(parsing: entry) } catch {
-                logger.error("clock check: ignoring NTP server: \(error.message)")
-                return nil
-            }
-        }
-    }
-
     private func run() {
-        let servers = parsedServers()
-        let interval = max(configuration.intervalSeconds, ClockConfiguration.minimumInterval)
         while !shared.isStopped {
-            runRound(servers: servers)
-            shared.sleep(seconds: interval)
+            runRound()
+            shared.sleep(seconds: configuration.intervalSeconds)
         }
     }
 
-    private func runRound(servers: [NTPServerName]) {
-        let samplesPerServer = min(max(configuration.samples, 1), ClockConfiguration.maximumSamples)
+    private func runRound() {
+        let samplesPerServer = configuration.samples
         // Spread a server's samples over at most half the interval, 2 s apart at most, so public
         // servers' rate limits (about one packet per 2 s) are respected.
-        let spacing = min(2, max(configuration.intervalSeconds, ClockConfiguration.minimumInterval)
-                          / Double(2 * samplesPerServer))
-        let client = SNTPClient(timeout: max(configuration.timeoutSeconds, ClockConfiguration.minimumTimeout),
-                                isCancelled: { [shared] in shared.isStopped })
+        let spacing = min(2, configuration.intervalSeconds / Double(2 * samplesPerServer))
+        let client = SNTPClient(timeout: configuration.timeoutSeconds, isCancelled: { [shared] in shared.isStopped })
         var round = NTPRound()
         var active: [(label: String, addresses: [NTPSocketAddress])] = []
-        for server in servers where !shared.isDemobilized(server.description) {
+        for server in configuration.servers where !shared.isDemobilized(server.description) {
             switch SNTPClient.resolve(server) {
             case .success(let found): active.append((server.description, found))
             case .failure(let error): round.record(server: server.description, error: error)

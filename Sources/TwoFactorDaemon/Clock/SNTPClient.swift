@@ -14,37 +14,55 @@ public struct NTPServerName: Sendable, Equatable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses a configuration entry; throws a message fit for a config error.
+    /// Parses an entry of ntp_servers (the only parser of server names: ConfigKeys uses it, and
+    /// the monitor gets the parsed names). Throws why an entry is refused.
     public init(parsing entry: String) throws(NTPServerNameError) {
-        guard !entry.isEmpty else { throw NTPServerNameError("empty NTP server name") }
+        guard !entry.isEmpty else { throw NTPServerNameError("empty name") }
         guard entry.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7f }) else {
-            throw NTPServerNameError("NTP server \"\(entry.debugDescription.dropFirst().dropLast())\" contains spaces or non-ASCII characters")
+            throw NTPServerNameError("spaces or non-ASCII characters")
         }
         var host = entry
         var portText: Substring?
+        var bracketed = false
         if entry.hasPrefix("[") {
-            guard let close = entry.firstIndex(of: "]") else {
-                throw NTPServerNameError("NTP server \(entry): missing ]")
-            }
+            guard let close = entry.firstIndex(of: "]") else { throw NTPServerNameError("missing ]") }
             host = String(entry[entry.index(after: entry.startIndex)..<close])
+            bracketed = true
             let rest = entry[entry.index(after: close)...]
             if !rest.isEmpty {
-                guard rest.hasPrefix(":") else { throw NTPServerNameError("NTP server \(entry): expected :port after ]") }
+                guard rest.hasPrefix(":") else { throw NTPServerNameError("expected :port after ]") }
                 portText = rest.dropFirst()
             }
         } else if entry.filter({ $0 == ":" }).count == 1, let colon = entry.firstIndex(of: ":") {
             host = String(entry[..<colon])
             portText = entry[entry.index(after: colon)...]
         } // more than one colon without brackets: a bare IPv6 address
-        guard !host.isEmpty, host.count <= 253 else { throw NTPServerNameError("NTP server \(entry): bad host name") }
+        if bracketed || host.contains(":") {
+            guard Self.isIPv6Address(host) else { throw NTPServerNameError("not an IPv6 address") }
+        } else {
+            guard !host.isEmpty, host.count <= 253,
+                  host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }) else {
+                throw NTPServerNameError("bad host name")
+            }
+        }
         var port = Self.defaultPort
         if let portText {
-            guard let value = UInt16(portText), value > 0 else {
-                throw NTPServerNameError("NTP server \(entry): port must be 1-65535")
-            }
+            guard let value = UInt16(portText), value > 0 else { throw NTPServerNameError("port must be 1 to 65535") }
             port = value
         }
         self.init(host: host, port: port)
+    }
+
+    /// A numeric IPv6 address, optionally with a zone ("fe80::1%eth0").
+    static func isIPv6Address(_ text: String) -> Bool {
+        let parts = text.split(separator: "%", maxSplits: 1, omittingEmptySubsequences: false)
+        if parts.count == 2 {
+            guard !parts[1].isEmpty, parts[1].allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
+                return false
+            }
+        }
+        var address = in6_addr()
+        return inet_pton(AF_INET6, String(parts[0]), &address) == 1
     }
 
     public var description: String {
