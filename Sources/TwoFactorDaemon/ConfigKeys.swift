@@ -204,10 +204,12 @@ public enum ConfigKeys {
             ntp_interval seconds, ntp_samples queries each, ntp_timeout seconds per query. Empty
             ("ntp_servers =") disables NTP queries.
             """),
-        // Samples of one server are spread over half the interval, at most 2 s apart (public
-        // servers' rate limits): more than 16 would only wait longer for the same answer.
+        // These ranges are the clock monitor's limits too: it uses the values as they are.
         ConfigKey("ntp_interval", .seconds(1...86_400), \.ntpInterval),
+        // Below 50 ms even a nearby server's answer is often missed.
         ConfigKey("ntp_timeout", .seconds(0.05...60), \.ntpTimeout),
+        // A server's samples are spread over half the interval, at most 2 s apart (public servers'
+        // rate limits): more than 16 would only wait longer for the same answer.
         ConfigKey("ntp_samples", .integer(1...16), \.ntpSamples),
         ConfigKey("clock_warn_threshold", .seconds(0.001...86_400), \.clockWarnThreshold, doc: """
             An offset above this many seconds makes the clock "bad": rejections then carry a hint and the
