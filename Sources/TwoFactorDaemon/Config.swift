@@ -2,6 +2,7 @@
 // Every key, its default and its meaning are documented in config/twofactord.conf and twofactord(8).
 import Foundation
 import TwoFactorCore
+import TwoFactorWire
 
 public enum LogTarget: String, Sendable, Equatable {
     case auto, syslog, stderr
@@ -10,7 +11,7 @@ public enum LogTarget: String, Sendable, Equatable {
 public struct DaemonConfig: Sendable, Equatable {
     public static let defaultPath = "/etc/twofactor/twofactord.conf"
 
-    public var socket = "/run/twofactor/twofactord.sock"
+    public var socket = Product.defaultSocket
     public var socketMode: UInt32 = 0o666
     public var stateDirectory = "/var/lib/twofactor"
     public var keyFile = "/etc/twofactor/secret.key"
@@ -225,9 +226,5 @@ public enum ConfigParser {
     }
 
     /// Keeps error messages on one readable line whatever the file contains.
-    static func printable(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.prefix(80).map {
-            $0.properties.generalCategory == .control ? "?" : $0
-        }))
-    }
+    static func printable(_ text: String) -> String { TwoFactorWire.printable(text, limit: 80) }
 }
