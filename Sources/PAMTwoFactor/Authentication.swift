@@ -51,18 +51,12 @@ struct Authentication {
             return PAM_USER_UNKNOWN
         }
         // 1. Does this account use 2FA?
-        var check = SecretBytes(capacity: Requests.checkCapacity)
-        do {
-            try Requests.check(user: user, into: &check)
-        } catch {
-            log(pamh, LOG_ERR, "could not encode the check request")
-            return PAM_SYSTEM_ERR
-        }
         let checkAnswer: WireMessage
-        do {
-            checkAnswer = try ask(check)
-        } catch {
-            return unavailable(error, during: .check)
+        switch ask(.check, capacity: Requests.checkCapacity, { (request) throws(WireError) in
+            try Requests.check(user: user, into: &request)
+        }) {
+        case .answer(let answer): checkAnswer = answer
+        case .finished(let status): return status
         }
         switch checkAnswer.status {
         case .enrolled:
@@ -84,27 +78,38 @@ struct Authentication {
         }
 
         // 3. Have the daemon judge it.
-        var request = SecretBytes(capacity: Requests.verifyCapacity)
-        do {
+        switch ask(.verify, capacity: Requests.verifyCapacity, { (request) throws(WireError) in
             try Requests.verify(user: user, code: code.bytes, service: contextItem(PAM_SERVICE),
                                 remoteHost: contextItem(PAM_RHOST), tty: contextItem(PAM_TTY), into: &request)
-        } catch {
-            log(pamh, LOG_ERR, "could not encode the verify request")
-            return PAM_SYSTEM_ERR
+        }) {
+        case .answer(let answer): return judge(answer)
+        case .finished(let status): return status
         }
-        let answer: WireMessage
-        do {
-            answer = try ask(request)
-        } catch {
-            return unavailable(error, during: .verify)
-        }
-        return judge(answer)
     }
 
-    /// One request to the daemon at the configured socket, within the configured timeout.
-    func ask(_ request: borrowing SecretBytes) throws(LinkFailure) -> WireMessage {
-        try DaemonLink.exchange(socketPath: options.socketPath, daemonUser: options.daemonUser,
-                                frame: request.bytes, timeoutSeconds: options.timeoutSeconds)
+    enum Exchange {
+        case answer(WireMessage)
+        /// No answer to go on: the authentication ends with this PAM status.
+        case finished(Int32)
+    }
+
+    /// One request, encoded by `encode` into a fresh buffer of `capacity` (zeroed when done),
+    /// to the daemon at the configured socket, within the configured timeout.
+    func ask(_ operation: Operation, capacity: Int,
+             _ encode: (inout SecretBytes) throws(WireError) -> Void) -> Exchange {
+        var request = SecretBytes(capacity: capacity)
+        do {
+            try encode(&request)
+        } catch {
+            log(pamh, LOG_ERR, "could not encode the \(operation == .check ? "check" : "verify") request")
+            return .finished(PAM_SYSTEM_ERR)
+        }
+        do {
+            return .answer(try DaemonLink.exchange(socketPath: options.socketPath, daemonUser: options.daemonUser,
+                                                   frame: request.bytes, timeoutSeconds: options.timeoutSeconds))
+        } catch {
+            return .finished(unavailable(error, during: operation))
+        }
     }
 
     /// A PAM item (service, remote host, tty) as context for the audit log, nil when unset.

@@ -92,10 +92,6 @@ struct CLIError: Error, CustomStringConvertible {
                 ? "two-factor authentication is already enabled for your account (\(account.name)). To move it to a new phone, run 'twofactor disable' first, then 'twofactor enable'"
                 : "two-factor authentication is already enabled for \(account.name)")
         case .wrongCode:
-            // The clock hint is the module's second line too; other details follow a colon.
-            if let offset = response.int64(.clockOffsetMicros) {
-                return CLIError(.wrongCode, Product.incorrectCode(clockOffsetMicros: offset))
-            }
             return CLIError(.wrongCode, Product.incorrectCodeMessage + detail)
         case .codeReused:
             return CLIError(.wrongCode, "that code was already used; wait for the next code from the app" + detail)
