@@ -91,7 +91,12 @@ let package = Package(
             ]
         ),
 
+        // The module's pure parts (options, code shapes, request encoding) as ordinary Swift, so
+        // they can be unit-tested: the very files PAMTwoFactor compiles, through symlinks.
+        .target(name: "PAMTwoFactorPure"),
+
         .testTarget(name: "TwoFactorCoreTests", dependencies: ["TwoFactorCore"]),
+        .testTarget(name: "PAMTwoFactorTests", dependencies: ["PAMTwoFactorPure"]),
         .testTarget(name: "TwoFactorWireTests", dependencies: ["TwoFactorWire"]),
         .testTarget(
             name: "TwoFactorDaemonTests",

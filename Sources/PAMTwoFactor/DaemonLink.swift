@@ -34,14 +34,14 @@ enum DaemonLink {
     static let maxResponseLength = 64 * 1024
 
     /// `daemonUser` names the only account besides root whose process may answer.
-    static func exchange(socketPath: UnsafePointer<CChar>, socketPathLength: Int, daemonUser: UnsafePointer<CChar>,
+    static func exchange(socketPath: UnsafeBufferPointer<UInt8>, daemonUser: UnsafePointer<CChar>,
                          frame: UnsafeBufferPointer<UInt8>, timeoutSeconds: Int) throws(LinkFailure) -> WireMessage {
         let deadline = monotonicMillis() + Int64(timeoutSeconds) * 1000
         let fd = socket(AF_UNIX, Int32(TWOFACTOR_SOCKET_TYPE), 0)
         if fd < 0 { throw .unusable("socket", errnum: errnoValue()) }
         defer { close(fd) }
 
-        try connect(fd, socketPath, socketPathLength, deadline)
+        try connect(fd, socketPath, deadline)
         try checkPeer(fd, daemonUser: daemonUser)
         try sendAll(fd, frame, deadline)
 
@@ -72,13 +72,12 @@ enum DaemonLink {
         return message
     }
 
-    private static func connect(_ fd: Int32, _ path: UnsafePointer<CChar>, _ pathLength: Int,
-                                _ deadline: Int64) throws(LinkFailure) {
-        var address = sockaddr_un()
+    private static func connect(_ fd: Int32, _ path: UnsafeBufferPointer<UInt8>, _ deadline: Int64) throws(LinkFailure) {
+        var address = sockaddr_un()  // zeroed: the path's NUL is already there
         address.sun_family = sa_family_t(AF_UNIX)
-        guard pathLength < Int(TWOFACTOR_SUN_PATH_SIZE) else { throw .unusable("socket path too long") }
+        guard path.count < Int(TWOFACTOR_SUN_PATH_SIZE) else { throw .unusable("socket path too long") }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyMemory(from: UnsafeRawBufferPointer(start: path, count: pathLength))
+            raw.copyMemory(from: UnsafeRawBufferPointer(path))
         }
         while true {
             let result = withUnsafePointer(to: &address) {
@@ -130,7 +129,7 @@ enum DaemonLink {
         // Looked up on every authentication (no state kept), and only for a non-root peer.
         let daemonUid = userID(daemonUser)
         if let daemonUid, peerUid == daemonUid { return }
-        let user = printable(daemonUser, limit: 64)
+        let user = printable(cStringBytes(daemonUser), limit: 64)
         let trusted = daemonUid.map { "neither root nor daemon_user \(user) (uid \($0))" }
             ?? "not root, and daemon_user \(user) does not exist"
         throw .unusable("an untrusted peer", detail: " (uid \(peerUid): \(trusted))")

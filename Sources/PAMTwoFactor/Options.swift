@@ -1,4 +1,10 @@
+// The module's arguments from the PAM service file: parsing only, no logging, so the test build
+// (Sources/PAMTwoFactorPure) compiles this same file. The module logs the complaints.
+#if hasFeature(Embedded)
 import CPAMShim
+#else
+import Glibc
+#endif
 
 /// What to do when twofactord cannot give an answer.
 enum FailMode {
@@ -20,13 +26,11 @@ enum AnswerSource {
 }
 
 /// The module's arguments from the PAM service file. Parsing never fails: an unknown option or a
-/// bad value is logged at error level and the safer default is kept.
+/// bad value is handed to `complain` (the module logs it at error level) and the safer default
+/// is kept.
 struct Options {
-    static let defaultSocket: StaticString = "/run/twofactor/twofactord.sock\0"
     /// The account twofactord runs as (scripts/install creates it).
     static let defaultDaemonUser: StaticString = "twofactor\0"
-    /// Longer than any real user name (useradd allows 32 bytes).
-    static let maxDaemonUserLength = 256
     static let defaultPrompt: StaticString = "Two-factor authentication code (or recovery code): \0"
     static let defaultForwardPrompt: StaticString = "Password and two-factor code: \0"
     static let defaultTimeoutSeconds = 3
@@ -34,9 +38,8 @@ struct Options {
     /// PAM_MAX_MSG_SIZE is 512; keep well under it.
     static let maxPromptLength = 256
 
-    /// NUL-terminated; points into argv (valid for the call) or at the default.
-    var socketPath: UnsafePointer<CChar>
-    var socketPathLength: Int
+    /// Points into argv (valid for the call) or at Product.defaultSocketPath; not NUL-terminated.
+    var socketPath: UnsafeBufferPointer<UInt8>
     /// Besides root, the only account whose process may answer on the socket (NUL-terminated;
     /// points into argv or at the default).
     var daemonUser: UnsafePointer<CChar>
@@ -50,9 +53,10 @@ struct Options {
     /// Length of a TOTP code at the end of a password+code answer (forward_pass).
     var digits = 6
 
-    init(argc: Int32, argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?, pamh: OpaquePointer?) {
-        socketPath = Options.cString(Options.defaultSocket)
-        socketPathLength = Options.defaultSocket.utf8CodeUnitCount - 1
+    /// `complain(argument, problem)` is called for each option that is unknown or has a bad value.
+    init(argc: Int32, argv: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+         complain: (_ argument: UnsafePointer<CChar>, _ problem: String) -> Void) {
+        socketPath = Options.defaultSocketPath
         daemonUser = Options.cString(Options.defaultDaemonUser)
         guard let argv, argc > 0 else { return }
         var sawUseFirstPass = false
@@ -70,28 +74,28 @@ struct Options {
             } else if Options.equals(argument, "forward_pass\0") {
                 forwardPass = true
             } else if let value = Options.value(argument, "socket=") {
-                let length = strlen(value)
+                let path = cStringBytes(value)
                 // An absolute path that fits sockaddr_un (with its NUL).
-                if length > 0, length < Int(TWOFACTOR_SUN_PATH_SIZE), value[0] == CChar(UInt8(ascii: "/")) {
-                    socketPath = value
-                    socketPathLength = length
+                if path.count > 0, path.count < Options.socketPathCapacity, path[0] == UInt8(ascii: "/") {
+                    socketPath = path
                 } else {
-                    Options.complain(pamh, argument, "must be an absolute path shorter than \(Int(TWOFACTOR_SUN_PATH_SIZE)) bytes; using the default socket")
+                    socketPath = Options.defaultSocketPath  // what the complaint says, like every other option
+                    complain(argument, "must be an absolute path shorter than \(Options.socketPathCapacity) bytes; using the default socket")
                 }
             } else if let value = Options.value(argument, "daemon_user=") {
                 let length = strlen(value)
-                if length > 0, length <= Options.maxDaemonUserLength {
+                if length > 0, length <= Product.maxUserNameLength {
                     daemonUser = value
                 } else {
                     daemonUser = Options.cString(Options.defaultDaemonUser)
-                    Options.complain(pamh, argument, "must be a user name of 1 to \(Options.maxDaemonUserLength) bytes; using twofactor")
+                    complain(argument, "must be a user name of 1 to \(Product.maxUserNameLength) bytes; using twofactor")
                 }
             } else if let value = Options.value(argument, "timeout=") {
                 if let seconds = Options.smallNumber(value), seconds >= 1, seconds <= Options.maxTimeoutSeconds {
                     timeoutSeconds = seconds
                 } else {
                     timeoutSeconds = Options.defaultTimeoutSeconds
-                    Options.complain(pamh, argument, "must be whole seconds from 1 to \(Options.maxTimeoutSeconds); using \(Options.defaultTimeoutSeconds)")
+                    complain(argument, "must be whole seconds from 1 to \(Options.maxTimeoutSeconds); using \(Options.defaultTimeoutSeconds)")
                 }
             } else if let value = Options.value(argument, "prompt=") {
                 let length = strlen(value)
@@ -99,7 +103,7 @@ struct Options {
                     prompt = value
                 } else {
                     prompt = nil
-                    Options.complain(pamh, argument, "must be 1 to \(Options.maxPromptLength) bytes; using the default prompt")
+                    complain(argument, "must be 1 to \(Options.maxPromptLength) bytes; using the default prompt")
                 }
             } else if let value = Options.value(argument, "failmode=") {
                 if Options.equals(value, "secure\0") {
@@ -108,17 +112,17 @@ struct Options {
                     failMode = .open
                 } else {
                     failMode = .secure
-                    Options.complain(pamh, argument, "must be secure or open; using secure")
+                    complain(argument, "must be secure or open; using secure")
                 }
             } else if let value = Options.value(argument, "digits=") {
                 if let count = Options.smallNumber(value), count >= 6, count <= 8 {
                     digits = count
                 } else {
                     digits = 6
-                    Options.complain(pamh, argument, "must be 6, 7 or 8; using 6")
+                    complain(argument, "must be 6, 7 or 8; using 6")
                 }
             } else {
-                Options.complain(pamh, argument, "is not a known option; ignored")
+                complain(argument, "is not a known option; ignored")
             }
         }
         // use_first_pass is the stricter of the two when both are given.
@@ -153,38 +157,17 @@ struct Options {
         var index = 0
         while text[index] != 0 {
             let byte = UInt8(bitPattern: text[index])
-            guard index < 4, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            guard index < 4, CodeShape.isDigit(byte) else { return nil }
             result = result * 10 + Int(byte - UInt8(ascii: "0"))
             index += 1
         }
         return index == 0 ? nil : result
     }
 
-    static func complain(_ pamh: OpaquePointer?, _ argument: UnsafePointer<CChar>, _ problem: String) {
-        log(pamh, LOG_ERR, "option \"\(printable(argument))\" \(problem)")
+    static var defaultSocketPath: UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: Product.defaultSocketPath.utf8Start, count: Product.defaultSocketPath.utf8CodeUnitCount)
     }
-}
 
-/// Text from outside (an option, a user name) made safe for a log line: printable ASCII only,
-/// at most `limit` bytes, so it can neither forge log lines nor flood them.
-func printable(_ text: UnsafePointer<CChar>, limit: Int = 80) -> String {
-    var out: [UInt8] = []
-    out.reserveCapacity(limit + 3)
-    var index = 0
-    while text[index] != 0 {
-        if index == limit {
-            out.append(UInt8(ascii: "."))
-            out.append(UInt8(ascii: "."))
-            out.append(UInt8(ascii: "."))
-            break
-        }
-        let byte = UInt8(bitPattern: text[index])
-        out.append(byte >= 0x20 && byte < 0x7f && byte != UInt8(ascii: "\"") ? byte : UInt8(ascii: "?"))
-        index += 1
-    }
-    return String(decoding: out, as: UTF8.self)
-}
-
-func log(_ pamh: OpaquePointer?, _ priority: Int32, _ message: String) {
-    message.withCString { twofactor_syslog(pamh, priority, $0) }
+    /// sun_path's size: a socket path must be shorter (it needs its NUL).
+    static var socketPathCapacity: Int { MemoryLayout.size(ofValue: sockaddr_un().sun_path) }
 }

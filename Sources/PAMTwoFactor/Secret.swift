@@ -1,4 +1,9 @@
+// Compiled by the module and by its test build (Sources/PAMTwoFactorPure).
+#if hasFeature(Embedded)
 import CPAMShim
+#else
+import Glibc
+#endif
 
 /// A heap buffer for bytes that must not outlive their use (a code, a password, a request that
 /// carries them): fixed capacity, so it never reallocates and leaves copies behind, and zeroed
@@ -33,6 +38,12 @@ struct SecretBytes: ~Copyable {
         (base + count).update(from: bytes, count: length)
         count += length
         return true
+    }
+
+    /// Lets `body` write into the whole buffer (a WireFrameWriter, which never reallocates);
+    /// what it returns is the new count.
+    mutating func write(_ body: (UnsafeMutableBufferPointer<UInt8>) throws(WireError) -> Int) throws(WireError) {
+        count = try body(UnsafeMutableBufferPointer(start: base, count: capacity))
     }
 
     var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base, count: count) }

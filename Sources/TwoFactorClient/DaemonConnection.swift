@@ -33,7 +33,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
 }
 
 public final class DaemonConnection {
-    public static let defaultSocketPath = "/run/twofactor/twofactord.sock"
+    public static let defaultSocketPath = Product.defaultSocket
 
     public let socketPath: String
     private var fd: Int32

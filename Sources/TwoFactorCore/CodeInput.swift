@@ -29,7 +29,7 @@ public enum CodeInput: Equatable, Sendable {
     case recovery(String)
     case invalid(CodeInputError)
 
-    public static let maxLength = 64
+    public static let maxLength = CodeShape.maxLength
 
     /// Classifies raw bytes as typed by a person. Never traps: every byte sequence maps to a case.
     public static func classify(_ bytes: [UInt8], digits: Int) -> CodeInput {
@@ -45,7 +45,7 @@ public enum CodeInput: Equatable, Sendable {
         digitBytes.reserveCapacity(bytes.count)
         var allDigits = true
         for byte in bytes where byte != UInt8(ascii: " ") {
-            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+            if CodeShape.isDigit(byte) {
                 digitBytes.append(byte)
             } else {
                 allDigits = false
@@ -61,9 +61,8 @@ public enum CodeInput: Equatable, Sendable {
 
         // Letters from the recovery alphabet but the wrong count: say so, rather than "invalid".
         var recoveryCharacters = 0
-        for byte in bytes where byte != UInt8(ascii: " ") && byte != UInt8(ascii: "-") {
-            let upper = (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) ? byte - 32 : byte
-            guard RecoveryCodes.alphabetASCII.contains(upper) else { return .invalid(.invalidCharacters) }
+        for byte in bytes where !CodeShape.isSeparator(byte) {
+            guard CodeShape.recoveryCharacter(byte) != nil else { return .invalid(.invalidCharacters) }
             recoveryCharacters += 1
         }
         return .invalid(.wrongLength(expected: RecoveryCodes.length, got: recoveryCharacters))

@@ -2,14 +2,12 @@
 
 public enum RecoveryCodes {
     public static let count = 8
-    /// 30 characters nobody confuses when reading or typing: no 0/O, 1/I/L, and no U (V/U).
-    public static let alphabet: [Character] = Array("23456789ABCDEFGHJKMNPQRSTVWXYZ")
-    /// 12 characters from 30: 12 * log2(30) = 58.9 bits each.
-    public static let length = 12
-    /// Characters per displayed group ("ABCD-EFGH-JKMN").
-    public static let groupLength = 4
+    /// The alphabet, length and grouping are CodeShape's (shared with the PAM module).
+    public static let alphabet: [Character] = alphabetASCII.map { Character(Unicode.Scalar($0)) }
+    public static let length = CodeShape.recoveryLength
+    public static let groupLength = CodeShape.recoveryGroupLength
 
-    static let alphabetASCII: [UInt8] = alphabet.map { $0.asciiValue! }
+    static let alphabetASCII = Array(CodeShape.recoveryAlphabetBytes)
 
     /// `count` distinct codes in display form.
     public static func generate(count: Int = RecoveryCodes.count) -> [String] {
@@ -37,11 +35,10 @@ public enum RecoveryCodes {
         output.reserveCapacity(length)
         for scalar in input.unicodeScalars {
             guard scalar.isASCII else { return nil }
-            var byte = UInt8(scalar.value)
-            if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "-") { continue }
-            if byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") { byte -= 32 }
-            guard alphabetASCII.contains(byte), output.count < length else { return nil }
-            output.append(byte)
+            let byte = UInt8(scalar.value)
+            if CodeShape.isSeparator(byte) { continue }
+            guard let character = CodeShape.recoveryCharacter(byte), output.count < length else { return nil }
+            output.append(character)
         }
         guard output.count == length else { return nil }
         return String(decoding: output, as: UTF8.self)

@@ -3,6 +3,7 @@
 import CTwoFactorSystem
 import Foundation
 import Logging
+import TwoFactorWire
 
 public final class AuditLog: Sendable {
     public enum Sink: Sendable { case syslog, stderr }
@@ -118,7 +119,7 @@ public struct AuditLogHandler: LogHandler {
         case .error: LOG_ERR
         case .critical: LOG_CRIT
         }
-        let text = message.description.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : String($0) }.joined()
+        let text = printable(message.description)
         audit.write("\(level) \(text)", priority: priority)
     }
 }

@@ -3,6 +3,7 @@
 // key's default is the initial value of its DaemonConfig field here.
 import Foundation
 import TwoFactorCore
+import TwoFactorWire
 
 public enum LogTarget: String, Sendable, Equatable, CaseIterable {
     case auto, syslog, stderr
@@ -11,7 +12,7 @@ public enum LogTarget: String, Sendable, Equatable, CaseIterable {
 public struct DaemonConfig: Sendable, Equatable {
     public static let defaultPath = "/etc/twofactor/twofactord.conf"
 
-    public var socket = "/run/twofactor/twofactord.sock"
+    public var socket = Product.defaultSocket
     public var socketMode: UInt32 = 0o666
     public var stateDirectory = "/var/lib/twofactor"
     public var keyFile = "/etc/twofactor/secret.key"
@@ -127,9 +128,5 @@ public enum ConfigParser {
     }
 
     /// Keeps error messages on one readable line whatever the file contains.
-    static func printable(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.prefix(80).map {
-            $0.properties.generalCategory == .control ? "?" : $0
-        }))
-    }
+    static func printable(_ text: String) -> String { TwoFactorWire.printable(text, limit: 80) }
 }

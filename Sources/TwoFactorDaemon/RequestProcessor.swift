@@ -19,8 +19,6 @@ public final class RequestProcessor: Sendable {
         self.wallClock = wallClock
     }
 
-    static let maxUserLength = 256
-
     /// Answers `request` from `caller`. `respond` is called exactly once, possibly on another thread.
     public func handle(_ request: WireMessage, caller: Caller, respond: @escaping @Sendable (WireMessage) -> Void) {
         guard request.version == WireProtocol.version else {
@@ -103,8 +101,9 @@ public final class RequestProcessor: Sendable {
                 log(nil, "rejected", outcome.reason)
                 if let until = outcome.lockedUntil { answer.append(.lockedUntil, uint64: UInt64(max(0, until))) }
                 if outcome.status == .wrongCode, let offset = suspectOffset {
-                    answer.append(.clockOffsetMicros, int64: Int64((offset * 1_000_000).rounded()))
-                    Self.appendText(&answer, .message, String(format: "this server's clock looks %.0f seconds off; codes may not match", offset))
+                    let micros = Int64((offset * 1_000_000).rounded())
+                    answer.append(.clockOffsetMicros, int64: micros)
+                    Self.appendText(&answer, .message, Product.clockHint(offsetMicros: micros))
                 } else if outcome.reason == .invalidCode {
                     Self.appendText(&answer, .message, "that is not a code of the expected form")
                 }
@@ -285,9 +284,9 @@ public final class RequestProcessor: Sendable {
         }
     }
 
-    /// The `user` field when it is a plausible account name: UTF-8, 1...256 bytes, no controls.
+    /// The `user` field when it is a plausible account name: UTF-8, 1...Product.maxUserNameLength bytes, no controls.
     static func user(_ request: WireMessage) -> String? {
-        guard let bytes = request.bytes(.user), !bytes.isEmpty, bytes.count <= maxUserLength,
+        guard let bytes = request.bytes(.user), !bytes.isEmpty, bytes.count <= Product.maxUserNameLength,
               let name = String(validating: bytes, as: UTF8.self),
               !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
         return name

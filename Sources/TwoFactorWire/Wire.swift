@@ -112,6 +112,70 @@ public enum WireError: Error, Equatable {
     case emptyFrame
     case fieldTooLong
     case malformedField
+    /// The caller's buffer cannot hold the frame (WireFrameWriter never grows it).
+    case bufferTooSmall
+}
+
+/// The one encoder of the frame layout. Writes a frame straight into memory the caller owns and
+/// never allocates: the PAM module passes its zeroed-on-free SecretBytes buffer, so no
+/// reallocation leaves a copy of a code behind. WireMessage.encodedFrame() uses it too.
+/// Non-copyable, so two writers cannot interleave fields in one buffer.
+public struct WireFrameWriter: ~Copyable {
+    private let buffer: UnsafeMutableBufferPointer<UInt8>
+    /// Bytes written so far, the length prefix included.
+    public private(set) var count = 0
+
+    /// Starts a frame: the length prefix (patched by `finish`), the version and the code.
+    public init(into buffer: UnsafeMutableBufferPointer<UInt8>, code: UInt8,
+                version: UInt8 = WireProtocol.version) throws(WireError) {
+        self.buffer = buffer
+        if buffer.count < WireProtocol.headerLength + 2 { throw WireError.bufferTooSmall }
+        for _ in 0..<WireProtocol.headerLength { put(0) }  // the length, patched by `finish`
+        put(version)
+        put(code)
+    }
+
+    /// One field: tag, u16 big-endian length, value.
+    public mutating func append<Bytes: Collection>(tag: UInt8, _ value: Bytes) throws(WireError)
+    where Bytes.Element == UInt8 {
+        let length = value.count
+        if length > WireProtocol.maxFieldLength { throw WireError.fieldTooLong }
+        if buffer.count - count < 3 + length { throw WireError.bufferTooSmall }
+        put(tag)
+        put(UInt8(truncatingIfNeeded: length >> 8))
+        put(UInt8(truncatingIfNeeded: length))
+        for byte in value { put(byte) }
+    }
+
+    public mutating func append<Bytes: Collection>(_ tag: FieldTag, _ value: Bytes) throws(WireError)
+    where Bytes.Element == UInt8 {
+        try append(tag: tag.rawValue, value)
+    }
+
+    /// Writes the payload length into the prefix and returns the frame's length. A payload over
+    /// `limit` (the reader's limit for this kind of frame) is refused rather than sent.
+    public mutating func finish(limit: Int = Int(UInt32.max)) throws(WireError) -> Int {
+        let payloadLength = count - WireProtocol.headerLength
+        if payloadLength > limit || payloadLength > Int(UInt32.max) { throw WireError.frameTooLarge }
+        buffer[0] = UInt8(truncatingIfNeeded: payloadLength >> 24)
+        buffer[1] = UInt8(truncatingIfNeeded: payloadLength >> 16)
+        buffer[2] = UInt8(truncatingIfNeeded: payloadLength >> 8)
+        buffer[3] = UInt8(truncatingIfNeeded: payloadLength)
+        return count
+    }
+
+    /// The frame length `fields` need, for sizing a buffer.
+    public static func frameLength(fields: [WireField]) -> Int {
+        var length = WireProtocol.headerLength + 2
+        for field in fields { length += 3 + field.value.count }
+        return length
+    }
+
+    /// Callers check the room first.
+    private mutating func put(_ byte: UInt8) {
+        buffer[count] = byte
+        count += 1
+    }
 }
 
 public struct WireField: Equatable {
@@ -241,17 +305,28 @@ public struct WireMessage: Equatable {
 
     /// The payload (version, code, fields) without the length prefix.
     public func encodedPayload() -> [UInt8] {
-        var out: [UInt8] = [version, code]
-        out.append(contentsOf: WireMessage.encodeFields(fields))
-        return out
+        Array(encodedFrame().dropFirst(WireProtocol.headerLength))
     }
 
     /// Length prefix plus payload, ready to write to the socket.
     public func encodedFrame() -> [UInt8] {
-        let payload = encodedPayload()
-        var out = WireMessage.bigEndianBytes(UInt64(payload.count), count: 4)
-        out.append(contentsOf: payload)
+        var out = [UInt8](repeating: 0, count: WireFrameWriter.frameLength(fields: fields))
+        let written = out.withUnsafeMutableBufferPointer { buffer in write(into: buffer) }
+        // The buffer is sized exactly and `append` refuses values over the u16 limit when the
+        // message is built, so only a field set by hand can fail here.
+        guard written != nil else { fatalError("a wire field longer than 65535 bytes") }
         return out
+    }
+
+    /// The frame written by WireFrameWriter into `buffer`; its length, or nil when it does not fit.
+    func write(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int? {
+        do {
+            var writer = try WireFrameWriter(into: buffer, code: code, version: version)
+            for field in fields { try writer.append(tag: field.tag, field.value) }
+            return try writer.finish()
+        } catch {
+            return nil
+        }
     }
 
     /// Decodes a payload. The version byte is returned as found: answering an unsupported
@@ -272,15 +347,11 @@ public struct WireMessage: Equatable {
         return length
     }
 
+    /// Fields laid out as in a frame (for nesting): a frame of them without its header.
     static func encodeFields(_ fields: [WireField]) -> [UInt8] {
-        var out: [UInt8] = []
-        for field in fields {
-            out.append(field.tag)
-            out.append(UInt8(truncatingIfNeeded: field.value.count >> 8))
-            out.append(UInt8(truncatingIfNeeded: field.value.count))
-            out.append(contentsOf: field.value)
-        }
-        return out
+        var message = WireMessage(code: 0)
+        message.fields = fields
+        return Array(message.encodedFrame().dropFirst(WireProtocol.headerLength + 2))
     }
 
     static func decodeFields(_ bytes: [UInt8], from start: Int) throws(WireError) -> [WireField] {

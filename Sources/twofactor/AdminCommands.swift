@@ -32,7 +32,7 @@ struct Admin: ParsableCommand {
 /// A user name argument checked for what can never be a login name.
 private func validateUserName(_ name: String) throws {
     if name.isEmpty { throw ValidationError("the user name is empty") }
-    if name.utf8.count > 256 { throw ValidationError("the user name is too long") }
+    if name.utf8.count > Product.maxUserNameLength { throw ValidationError("the user name is too long") }
     if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
         throw ValidationError("the user name contains a control character")
     }
@@ -284,7 +284,7 @@ struct AdminClock: ParsableCommand {
         }
         let falsetickers = response.allStrings(.clockFalseticker)
         if !falsetickers.isEmpty {
-            fields.add("Falsetickers", falsetickers.map(printable).joined(separator: ", ")
+            fields.add("Falsetickers", falsetickers.map { printable($0) }.joined(separator: ", ")
                        + " (outvoted by the other servers; ignored)")
         }
         var out = "Clock check: \(printable(state))"

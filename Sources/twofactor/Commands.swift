@@ -1,6 +1,7 @@
 // The command tree and the options every command shares. Each subcommand's --help reads like a
 // man page section: what it does, what it asks, its exit statuses and an example.
 import ArgumentParser
+import TwoFactorWire
 
 struct TwoFactorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,7 +42,7 @@ extension TwoFactorCommand {
 /// Options every command accepts.
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long,
-            help: ArgumentHelp("Socket of the daemon (default: $TWOFACTOR_SOCKET, else /run/twofactor/twofactord.sock).",
+            help: ArgumentHelp("Socket of the daemon (default: $TWOFACTOR_SOCKET, else \(Product.defaultSocketPath)).",
                                valueName: "path"))
     var socket: String?
 

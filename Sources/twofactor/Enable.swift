@@ -14,7 +14,7 @@ struct Enable: ParsableCommand {
             Shows a QR code for your authenticator app (Google Authenticator, FreeOTP, Aegis, \
             1Password, ...), and the same key in groups of four letters for typing by hand. Scan \
             it, then type the 6-digit code the app shows at the prompt "Code from the app:". A \
-            wrong code says "Incorrect two-factor authentication code" and asks again (up to 5 \
+            wrong code says "\(Product.incorrectCodeMessage)" and asks again (up to 5 \
             tries). Ctrl-C or end of input (Ctrl-D) cancels: nothing is turned on.
 
             When the code is right, two-factor authentication is on and 8 recovery codes are \
@@ -182,7 +182,7 @@ struct Enable: ParsableCommand {
             let problem = codeShapeProblem(code, digits: [enrollment.digits])
             var outcome: CLIError
             if let problem {
-                outcome = CLIError(.wrongCode, "Incorrect two-factor authentication code (\(problem))")
+                outcome = CLIError(.wrongCode, "\(Product.incorrectCodeMessage) (\(problem))")
             } else {
                 var request = try DaemonClient.request(.enrollConfirm, account: account, code: code)
                 let response = try client.send(request)

@@ -92,7 +92,7 @@ struct CLIError: Error, CustomStringConvertible {
                 ? "two-factor authentication is already enabled for your account (\(account.name)). To move it to a new phone, run 'twofactor disable' first, then 'twofactor enable'"
                 : "two-factor authentication is already enabled for \(account.name)")
         case .wrongCode:
-            return CLIError(.wrongCode, "Incorrect two-factor authentication code" + detail)
+            return CLIError(.wrongCode, Product.incorrectCodeMessage + detail)
         case .codeReused:
             return CLIError(.wrongCode, "that code was already used; wait for the next code from the app" + detail)
         case .lockedOut:
@@ -102,7 +102,7 @@ struct CLIError: Error, CustomStringConvertible {
         case .noPendingEnrollment:
             return CLIError(.failure, "no enrollment is waiting for confirmation (it expired, was cancelled or replaced by another 'twofactor enable'); run 'twofactor enable' again")
         case .permissionDenied:
-            let reason = response.string(.message).map(printable)
+            let reason = response.string(.message).map { printable($0) }
                 ?? "only root and members of the two-factor admin group may manage other accounts or use admin commands"
             return CLIError(.permissionDenied, "permission denied: " + reason)
         case .badRequest:

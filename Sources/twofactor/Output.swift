@@ -160,10 +160,3 @@ struct FieldList {
             .joined(separator: "\n")
     }
 }
-
-/// Characters a daemon-supplied string may not carry to a terminal (escape sequences).
-func printable(_ text: String) -> String {
-    String(String.UnicodeScalarView(text.unicodeScalars.map {
-        ($0.value < 0x20 || (0x7F...0x9F).contains($0.value)) ? "?" : $0
-    }))
-}

@@ -34,7 +34,7 @@ private func sendWithCode(_ operation: Operation, account: Account, client: Daem
         defer { ConstantTime.zero(&code) }
         let outcome: CLIError
         if let problem = codeShapeProblem(code, digits: [6, 7, 8]) {
-            outcome = CLIError(.wrongCode, "Incorrect two-factor authentication code (\(problem))")
+            outcome = CLIError(.wrongCode, "\(Product.incorrectCodeMessage) (\(problem))")
         } else {
             var request = try DaemonClient.request(operation, account: account, code: code)
             let response = try client.send(request)

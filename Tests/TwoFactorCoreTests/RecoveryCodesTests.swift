@@ -16,6 +16,24 @@ final class RecoveryCodesTests: XCTestCase {
         XCTAssertEqual(RecoveryCodes.count, 8)
     }
 
+    /// The PAM module judges shapes with CodeShape (compiled into it); the core must use the
+    /// same definitions, so a code the one generates is a code the other recognises.
+    func testCoreAndModuleShareOneDefinitionOfCodeShapes() {
+        XCTAssertEqual(RecoveryCodes.alphabetASCII, Array(CodeShape.recoveryAlphabetBytes))
+        XCTAssertEqual(RecoveryCodes.length, CodeShape.recoveryLength)
+        XCTAssertEqual(CodeInput.maxLength, CodeShape.maxLength)
+        for code in RecoveryCodes.generate() {
+            XCTAssertEqual(code.utf8.count, CodeShape.printedRecoveryLength)
+            let bytes = Array(code.utf8)
+            bytes.withUnsafeBufferPointer { buffer in
+                XCTAssertTrue(CodeShape.looksLikeCode(buffer, digits: 6), code)
+                XCTAssertTrue(CodeShape.isPlausibleCode(buffer), code)
+            }
+            let answer = Array(("hunter2" + code.lowercased()).utf8)
+            XCTAssertEqual(answer.withUnsafeBufferPointer { CodeShape.codeSplit($0, digits: 6) }, 7, code)
+        }
+    }
+
     func testGenerateFormatAndDistinctness() {
         let format = try! NSRegularExpression(pattern: "^[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}$")
         var all = Set<String>()

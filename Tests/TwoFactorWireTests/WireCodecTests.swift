@@ -5,27 +5,7 @@ import XCTest
 /// The codec against golden frames written by hand from docs/PROTOCOL.md. The same frames are
 /// checked by the Python test client, so both sides of the tests speak one protocol.
 final class WireCodecTests: XCTestCase {
-    private func golden() throws -> [String: [UInt8]] {
-        let url = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("fixtures/wire-golden.txt")
-        var result: [String: [UInt8]] = [:]
-        for line in try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
-        where !line.hasPrefix("#") {
-            let parts = line.split(separator: " ")
-            XCTAssertEqual(parts.count, 2, "bad golden line: \(line)")
-            var bytes: [UInt8] = []
-            var index = parts[1].startIndex
-            while index < parts[1].endIndex {
-                let next = parts[1].index(index, offsetBy: 2)
-                bytes.append(UInt8(parts[1][index..<next], radix: 16)!)
-                index = next
-            }
-            result[String(parts[0])] = bytes
-        }
-        XCTAssertEqual(result.count, 7)
-        return result
-    }
+    private func golden() throws -> [String: [UInt8]] { try GoldenFrames.load() }
 
     private func roundTrip(_ message: WireMessage, _ expected: [UInt8]?,
                            file: StaticString = #filePath, line: UInt = #line) throws {
@@ -44,6 +24,9 @@ final class WireCodecTests: XCTestCase {
         try verify.append(.code, string: "123456")
         try verify.append(.service, string: "sshd")
         try roundTrip(verify, vectors["verify_request"])
+        try verify.append(.remoteHost, string: "192.0.2.7")
+        try verify.append(.tty, string: "pts/0")
+        try roundTrip(verify, vectors["verify_request_context"])
 
         var check = WireMessage(operation: .check)
         try check.append(.user, string: "bob")
@@ -158,5 +141,42 @@ final class WireCodecTests: XCTestCase {
         XCTAssertNil(message.uint32(.failures))
         XCTAssertNil(message.uint64(.failures))
         XCTAssertNil(message.bool(.failures))
+    }
+
+    // MARK: WireFrameWriter (the one encoder; encodedFrame and the PAM module use it)
+
+    private func write(capacity: Int, _ body: (inout WireFrameWriter) throws(WireError) -> Void,
+                       limit: Int = Int(UInt32.max)) throws(WireError) -> [UInt8] {
+        var storage = [UInt8](repeating: 0xEE, count: capacity)
+        return try storage.withUnsafeMutableBufferPointer { (buffer) throws(WireError) -> [UInt8] in
+            var writer = try WireFrameWriter(into: buffer, code: Operation.check.rawValue)
+            try body(&writer)
+            let length = try writer.finish(limit: limit)
+            XCTAssertEqual(length, writer.count)
+            return Array(buffer[0..<length])
+        }
+    }
+
+    func testWriterFillsAnExactBufferAndNothingMore() throws {
+        let vectors = try golden()
+        let frame = try write(capacity: 12) { (writer) throws(WireError) in try writer.append(.user, Array("bob".utf8)) }
+        XCTAssertEqual(frame, vectors["check_request"])
+        // One byte short: refused, never written past the end (the writer cannot grow a buffer).
+        XCTAssertThrowsError(try write(capacity: 11) { (writer) throws(WireError) in try writer.append(.user, Array("bob".utf8)) }) {
+            XCTAssertEqual($0 as? WireError, .bufferTooSmall)
+        }
+        XCTAssertThrowsError(try write(capacity: 5) { _ in }) { XCTAssertEqual($0 as? WireError, .bufferTooSmall) }
+    }
+
+    func testWriterRefusesOversizedFieldsAndFrames() throws {
+        let long = [UInt8](repeating: 0x61, count: WireProtocol.maxFieldLength + 1)
+        XCTAssertThrowsError(try write(capacity: 70_000) { (writer) throws(WireError) in try writer.append(.code, long) }) {
+            XCTAssertEqual($0 as? WireError, .fieldTooLong)
+        }
+        let user = [UInt8](repeating: 0x61, count: 100)
+        XCTAssertThrowsError(try write(capacity: 200, { (writer) throws(WireError) in try writer.append(.user, user) }, limit: 100)) {
+            XCTAssertEqual($0 as? WireError, .frameTooLarge)
+        }
+        XCTAssertEqual(try write(capacity: 200, { (writer) throws(WireError) in try writer.append(.user, user) }, limit: 105).count, 109)
     }
 }

@@ -961,6 +961,11 @@ def test_wrong_code_with_a_bad_server_clock_hints_at_the_clock(daemon_factory, u
         match = re.search(r"server's clock may be wrong \(off by about (\d+) seconds\)", run.output)
         assert match, run
         assert 110 <= int(match.group(1)) <= 130, run
+        # One wording (Product.clockHint): the message the daemon sends any client with the
+        # rejection is the module's second line, word for word.
+        raw = daemon.request("verify", {"user": user.name, "code": wrong_code(secret)})
+        assert raw.status == "wrongCode" and raw["message"].startswith("The server's clock may be wrong"), raw
+        assert raw["message"] in run.output.splitlines(), (raw, run)
     finally:
         ntp.close()
 

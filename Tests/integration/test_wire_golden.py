@@ -14,7 +14,7 @@ def golden():
                 continue
             name, hexframe = line.split()
             vectors[name] = bytes.fromhex(hexframe)
-    assert len(vectors) == 7
+    assert len(vectors) == 8
     return vectors
 
 
@@ -23,6 +23,10 @@ def test_requests_encode_to_the_golden_frames():
     assert wire.encode_frame(wire.OP["verify"], [("user", "alice"), ("code", "123456"),
                                                  ("service", "sshd")]) == v["verify_request"]
     assert wire.encode_frame(wire.OP["check"], {"user": "bob"}) == v["check_request"]
+    # The PAM module's verify with every PAM item set (Tests/PAMTwoFactorTests checks the module).
+    assert wire.encode_frame(wire.OP["verify"], [("user", "alice"), ("code", "123456"), ("service", "sshd"),
+                                                 ("remoteHost", "192.0.2.7"), ("tty", "pts/0")]) \
+        == v["verify_request_context"]
 
 
 def test_responses_decode_from_the_golden_frames():

@@ -1,5 +1,6 @@
 // The 48-byte NTP header (RFC 5905 figure 8) and the SNTP client's rules for accepting an answer
 // (RFC 4330 section 5). Extension fields and MACs after the header are ignored.
+import TwoFactorWire
 
 public struct NTPPacket: Sendable, Equatable {
     public static let headerSize = 48
@@ -82,8 +83,7 @@ public struct NTPPacket: Sendable, Equatable {
     public var kissCode: String? {
         guard stratum == 0 else { return nil }
         let bytes = [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: referenceID >> $0) }
-        return String(decoding: bytes.map { (0x20...0x7e).contains($0) ? $0 : UInt8(ascii: "?") },
-                      as: UTF8.self).trimmingTrailingSpaces()
+        return printable(bytes).trimmingTrailingSpaces()
     }
 
     private static func append(_ word: UInt32, to out: inout [UInt8]) {

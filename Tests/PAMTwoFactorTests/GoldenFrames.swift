@@ -1,0 +1,1 @@
+../TwoFactorWireTests/GoldenFrames.swift
