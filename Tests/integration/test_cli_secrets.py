@@ -20,7 +20,7 @@ import helpers
 from helpers import totp
 
 CLI = helpers.TWOFACTOR_CLI
-BASE_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "TERM": "xterm"}
+BASE_ENV = helpers.CLI_ENV
 GROUPED = re.compile(r"^ {4}((?:[A-Z2-7]{4} )+[A-Z2-7]{1,4})\s*$", re.M)
 QR_BLOCKS = ("\u2580", "\u2584", "\u2588")  # what the Unicode QR drawing is made of
 
