@@ -11,6 +11,7 @@ helpers.py (this module; no pytest needed, so scripts import it too)
                killed run must still undo (sshd processes, files under /etc) runs at exit
   codes        totp() (oathtool, never the product), fresh_code(), wrong_code() (right shape,
                valid nowhere near now), Codes (one enrollment's codes, none handed out twice)
+  command line cli_command(user, *args, socket=None): `twofactor ARGS` as a user (runuser)
   enrolling    enroll(request, user, at=None) over the wire as root, the one enroll helper:
                Daemon.enroll and e2e's InstalledDaemon.enroll use it; enable_with_stdin() runs
                `twofactor enable --json --code-stdin` as the user; parse_enable_screen() reads
@@ -251,13 +252,20 @@ class CliEnable:
                           self.codes)
 
 
+def cli_command(user, *args, socket=None):
+    """The argv of `twofactor ARGS [--socket SOCKET]` run as `user` (a name) through runuser, so
+    the daemon's SO_PEERCRED sees that user; as the caller (root) for user=None."""
+    command = [TWOFACTOR_CLI, *args]
+    if socket is not None:
+        command += ["--socket", socket]
+    return command if user is None else ["runuser", "-u", user, "--", *command]
+
+
 def enable_with_stdin(user, *extra, socket=None, env=None, timeout=60):
     """`twofactor enable --json --code-stdin EXTRA [--socket SOCKET]` run as `user` (a name)
     through runuser, with no terminal: reads the first JSON line on standard output (the key) and
     answers with oathtool's code for it. Returns a CliEnable."""
-    command = ["runuser", "-u", user, "--", TWOFACTOR_CLI, "enable", "--json", "--code-stdin", *extra]
-    if socket is not None:
-        command += ["--socket", socket]
+    command = cli_command(user, "enable", "--json", "--code-stdin", *extra, socket=socket)
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**CLI_ENV, **(env or {})},
                                cwd="/")

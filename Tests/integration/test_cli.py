@@ -31,24 +31,21 @@ BASE_ENV = helpers.CLI_ENV
 
 # --- running the command line ------------------------------------------------------------------
 
+def command_for(user, args, daemon):
+    return helpers.cli_command(None if user is None else user.name, *args,
+                               socket=None if daemon is None else daemon.socket)
+
+
 def cli(user, *args, daemon=None, input=None, env=None, timeout=60):
     """Runs `twofactor ARGS --socket DAEMON` as `user` (None = root). Returns CompletedProcess."""
-    command = [CLI, *args]
-    if daemon is not None:
-        command += ["--socket", daemon.socket]
-    if user is not None:
-        command = ["runuser", "-u", user.name, "--", *command]
+    command = command_for(user, args, daemon)
     return subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout,
                           env={**BASE_ENV, **(env or {})}, cwd="/")
 
 
 def spawn(user, *args, daemon=None, env=None, columns=250):
     """The command line in a pseudo-terminal, as `user` (None = root)."""
-    command = [CLI, *args]
-    if daemon is not None:
-        command += ["--socket", daemon.socket]
-    if user is not None:
-        command = ["runuser", "-u", user.name, "--", *command]
+    command = command_for(user, args, daemon)
     return pexpect.spawn(command[0], command[1:], env={**BASE_ENV, **(env or {})}, cwd="/",
                          encoding="utf-8", timeout=30, dimensions=(80, columns))
 

@@ -31,7 +31,7 @@ class Enable:
 
     def __init__(self, user, daemon, *args):
         self.process = subprocess.Popen(
-            ["runuser", "-u", user.name, "--", CLI, "enable", *args, "--socket", daemon.socket],
+            helpers.cli_command(user.name, "enable", *args, socket=daemon.socket),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=BASE_ENV, cwd="/", start_new_session=True)
         self.stdout = b""
