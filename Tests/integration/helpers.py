@@ -32,9 +32,9 @@ conftest.py      fixtures: daemon, daemon_factory, user, make_user, pam_service,
 pam_driver.c, kernel_clock_shim.c, slow_nss_shim.c  small C helpers some tests compile
 """
 import atexit
+import grp
 import json
 import os
-import grp
 import pwd
 import re
 import secrets
