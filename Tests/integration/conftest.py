@@ -1,5 +1,7 @@
 """Shared fixtures for the integration tests: the real twofactord binary on a temporary socket
-and store, throwaway Unix users, throwaway PAM services, and independent TOTP codes (oathtool).
+and store, throwaway Unix users, throwaway PAM services, fake NTP servers, and independent TOTP
+codes (oathtool). The building blocks behind them, and the list of everything in the test kit,
+are in helpers.py.
 
 Paths come from the environment so the same tests run against a debug build or the installed
 product (the default, and what .ci/run uses):
@@ -14,25 +16,24 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import (  # noqa: E402  (helpers lives beside this file)
-    Daemon, ThrowawayUser, PamService, unique_name,
+from fake_ntp_server import FakeNTPServer  # noqa: E402  (the kit lives beside this file)
+from helpers import (  # noqa: E402
+    Daemon, ThrowawayUser, PamService, factory, unique_name,
 )
 
 
 @pytest.fixture
 def daemon_factory(tmp_path_factory):
     """Starts daemons with config overrides: daemon_factory(window=2, max_failures=3)."""
-    started = []
-
     def start(**overrides):
         d = Daemon(tmp_path_factory.mktemp("twofactord"), overrides)
-        started.append(d)
-        d.start()
-        return d
+        try:
+            return d.start()
+        except BaseException:
+            d.destroy()
+            raise
 
-    yield start
-    for d in started:
-        d.destroy()
+    yield from factory(start, Daemon.destroy)
 
 
 @pytest.fixture
@@ -53,31 +54,23 @@ def user():
 
 @pytest.fixture
 def make_user():
-    made = []
-
-    def make(**kwargs):
-        u = ThrowawayUser(**kwargs)
-        made.append(u)
-        return u
-
-    yield make
-    for u in made:
-        u.remove()
+    """make_user(prefix=..., groups=(...), uid=...) -> more throwaway users (helpers.ThrowawayUser)."""
+    yield from factory(ThrowawayUser, ThrowawayUser.remove)
 
 
 @pytest.fixture
 def pam_service():
     """pam_service(lines) writes /etc/pam.d/<unique lowercase name> and returns the name."""
-    made = []
-
     def make(lines, prefix="tftest"):
-        s = PamService(unique_name(prefix), lines)
-        made.append(s)
-        return s.name
+        return PamService(unique_name(prefix), lines)
 
-    yield make
-    for s in made:
-        s.remove()
+    yield from factory(make, PamService.remove, give=lambda service: service.name)
+
+
+@pytest.fixture
+def fake_ntp():
+    """fake_ntp(skew=..., behaviour=...) -> a FakeNTPServer on 127.0.0.1 (fake_ntp_server.py)."""
+    yield from factory(FakeNTPServer, FakeNTPServer.close)
 
 
 # ---- End-to-end tests through real sshd and sudo (test_sshd.py, test_sudo.py) ----------------

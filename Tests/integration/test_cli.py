@@ -19,37 +19,33 @@ import pexpect
 import pytest
 
 import helpers
-from helpers import PAM_MODULE, pamtester, totp, fresh_code
+from helpers import (ANSI, ENABLE_PROMPT, PAM_MODULE, enable_with_stdin, fresh_code, pamtester,
+                     parse_enable_screen, totp, wrong_code)
 
 CLI = helpers.TWOFACTOR_CLI
-INCORRECT = "Incorrect two-factor authentication code"
-ENABLE_PROMPT = "Code from the app: "
+INCORRECT = helpers.WRONG_CODE_MESSAGE
 CODE_PROMPT = "Current two-factor code (or a recovery code): "
 RECOVERY_CODE = re.compile(r"^\s{4}([2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4})\s*$", re.M)
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-BASE_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "TERM": "xterm"}
+BASE_ENV = helpers.CLI_ENV
 
 
 # --- running the command line ------------------------------------------------------------------
 
+def command_for(user, args, daemon):
+    return helpers.cli_command(None if user is None else user.name, *args,
+                               socket=None if daemon is None else daemon.socket)
+
+
 def cli(user, *args, daemon=None, input=None, env=None, timeout=60):
     """Runs `twofactor ARGS --socket DAEMON` as `user` (None = root). Returns CompletedProcess."""
-    command = [CLI, *args]
-    if daemon is not None:
-        command += ["--socket", daemon.socket]
-    if user is not None:
-        command = ["runuser", "-u", user.name, "--", *command]
+    command = command_for(user, args, daemon)
     return subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout,
                           env={**BASE_ENV, **(env or {})}, cwd="/")
 
 
 def spawn(user, *args, daemon=None, env=None, columns=250):
     """The command line in a pseudo-terminal, as `user` (None = root)."""
-    command = [CLI, *args]
-    if daemon is not None:
-        command += ["--socket", daemon.socket]
-    if user is not None:
-        command = ["runuser", "-u", user.name, "--", *command]
+    command = command_for(user, args, daemon)
     return pexpect.spawn(command[0], command[1:], env={**BASE_ENV, **(env or {})}, cwd="/",
                          encoding="utf-8", timeout=30, dimensions=(80, columns))
 
@@ -60,12 +56,6 @@ def finish(child):
     rest = child.before
     child.close()
     return rest, child.exitstatus
-
-
-def wrong_code(secret):
-    """A six-digit code that is valid nowhere near now."""
-    near = {totp(secret, at=time.time() + 30 * step) for step in range(-3, 4)}
-    return next(c for c in ("000000", "111111", "123456", "654321", "999999") if c not in near)
 
 
 def status_of(daemon, name):
@@ -135,33 +125,6 @@ def terminal_qr_rows(screen, style):
     for row in rows:
         assert not any(row[:4]) and not any(row[-4:])
     return rows
-
-
-def parse_enable_screen(screen):
-    """(secret, uri) as shown by `twofactor enable` in text mode."""
-    text = ANSI.sub("", screen).replace("\r", "")
-    grouped = re.search(r"^ {4}((?:[A-Z2-7]{4} )+[A-Z2-7]{1,4})\s*$", text, re.M)
-    assert grouped, text
-    secret = grouped.group(1).replace(" ", "")
-    uri = re.search(r"^otpauth URI: (\S+)$", text, re.M).group(1)
-    query = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)
-    assert query["secret"] == [secret], (secret, uri)
-    return secret, uri
-
-
-def enable_with_stdin(user, daemon, *extra, env=None):
-    """Non-interactive enrollment: reads the first JSON line on stdout (the details), answers
-    with an oathtool code; `out` is the rest of stdout (the second line, with recovery codes)."""
-    command = ["runuser", "-u", user.name, "--", CLI, "enable", "--json", "--code-stdin",
-               "--socket", daemon.socket, *extra]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**BASE_ENV, **(env or {})},
-                               cwd="/")
-    pending = json.loads(process.stdout.readline())
-    code = totp(pending["secret"], digits=pending["digits"], algorithm=pending["algorithm"],
-                period=pending["period"])
-    out, err = process.communicate(code + "\n", timeout=60)
-    return process.returncode, pending, out, err
 
 
 # --- enable -----------------------------------------------------------------------------------------
@@ -289,7 +252,7 @@ def test_enable_twice_replaces_the_pending_enrollment(daemon, user):
     first.expect_exact(ENABLE_PROMPT)
     old_secret, _ = parse_enable_screen(first.before)
     # A second run while the first still waits: what the daemon answers is handled.
-    code, pending, out, err = enable_with_stdin(user, daemon)
+    code, pending, out, err = enable_with_stdin(user.name, socket=daemon.socket)
     assert code == 0, err
     assert pending["secret"] != old_secret
     assert len(json.loads(out)["recovery_codes"]) == 8
@@ -300,7 +263,7 @@ def test_enable_twice_replaces_the_pending_enrollment(daemon, user):
 
 
 def test_enable_json_code_stdin_for_provisioning(daemon, user, pam_service):
-    code, pending, out, err = enable_with_stdin(user, daemon)
+    code, pending, out, err = enable_with_stdin(user.name, socket=daemon.socket)
     assert code == 0, err
     assert list(pending) == ["user", "secret", "uri", "issuer", "algorithm", "digits", "period"]
     result = json.loads(out)
@@ -343,7 +306,7 @@ def test_enable_wrong_code_on_stdin_exits_7(daemon, user):
 
 def test_qr_image_png_decodes_to_the_uri(daemon, user):
     image = os.path.join(user.home, "qr.png")
-    code, pending, out, err = enable_with_stdin(user, daemon, "--qr-image", image)
+    code, pending, out, err = enable_with_stdin(user.name, "--qr-image", image, socket=daemon.socket)
     assert code == 0, err
     assert zbar_decode(image) == pending["uri"]
     info = os.stat(image)
@@ -379,7 +342,7 @@ def test_qr_image_never_follows_a_symlink(daemon, user):
                     f"echo precious > {target} && ln -s {target} {link}"], check=True)
     refused = cli(user, "enable", "--code-stdin", "--qr-image", link, daemon=daemon, input="")
     assert refused.returncode == 1 and "already exists" in refused.stderr, refused
-    code, pending, _, err = enable_with_stdin(user, daemon, "--qr-image", link, "--force")
+    code, pending, _, err = enable_with_stdin(user.name, "--qr-image", link, "--force", socket=daemon.socket)
     assert code == 0, err
     assert not os.path.islink(link) and zbar_decode(link) == pending["uri"]
     assert open(target).read() == "precious\n"
@@ -394,7 +357,7 @@ def test_qr_image_is_not_overwritten_without_force(daemon, user):
     assert status_of(daemon, user.name)["pending"] is False, "nothing starts when the file is refused"
 
     os.chmod(image, 0o644)
-    code, pending, _, err = enable_with_stdin(user, daemon, "--qr-image", image, "--force")
+    code, pending, _, err = enable_with_stdin(user.name, "--qr-image", image, "--force", socket=daemon.socket)
     assert code == 0, err
     assert zbar_decode(image) == pending["uri"]
     assert stat.S_IMODE(os.stat(image).st_mode) == 0o600
@@ -414,7 +377,7 @@ def svg_rows(root, side):
 @pytest.mark.parametrize("name, extra", [("qr.svg", []), ("qr.image", ["--qr-format", "svg"])])
 def test_qr_image_svg(daemon, user, tmp_path, name, extra):
     image = os.path.join(user.home, name)
-    code, pending, _, err = enable_with_stdin(user, daemon, "--qr-image", image, *extra)
+    code, pending, _, err = enable_with_stdin(user.name, "--qr-image", image, *extra, socket=daemon.socket)
     assert code == 0, err
     assert stat.S_IMODE(os.stat(image).st_mode) == 0o600
     root = ET.parse(image).getroot()  # well-formed XML or this raises

@@ -20,7 +20,7 @@ import helpers
 from helpers import totp
 
 CLI = helpers.TWOFACTOR_CLI
-BASE_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "TERM": "xterm"}
+BASE_ENV = helpers.CLI_ENV
 GROUPED = re.compile(r"^ {4}((?:[A-Z2-7]{4} )+[A-Z2-7]{1,4})\s*$", re.M)
 QR_BLOCKS = ("\u2580", "\u2584", "\u2588")  # what the Unicode QR drawing is made of
 
@@ -31,7 +31,7 @@ class Enable:
 
     def __init__(self, user, daemon, *args):
         self.process = subprocess.Popen(
-            ["runuser", "-u", user.name, "--", CLI, "enable", *args, "--socket", daemon.socket],
+            helpers.cli_command(user.name, "enable", *args, socket=daemon.socket),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=BASE_ENV, cwd="/", start_new_session=True)
         self.stdout = b""

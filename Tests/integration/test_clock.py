@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from fake_ntp_server import FakeNTPServer, sntp_query
-from helpers import TWOFACTOR_CLI, totp
+from fake_ntp_server import sntp_query
+from helpers import TWOFACTOR_CLI, free_port, totp
 
 FAST_NTP = {"ntp_interval": 1, "ntp_timeout": 0.5, "ntp_samples": 2}
 FAKETIME_120 = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+120s"]
@@ -45,31 +45,11 @@ def offset_seconds(answer):
 
 
 @pytest.fixture
-def fake_ntp():
-    servers = []
-
-    def start(**kwargs):
-        s = FakeNTPServer(**kwargs)
-        servers.append(s)
-        return s
-
-    yield start
-    for s in servers:
-        s.close()
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
 def chrony():
     """A real chronyd serving its local clock on 127.0.0.1:<free port>. -x: it never touches the
     system clock; -u root: no privilege drop, so it can write its files in our temp dir."""
     workdir = tempfile.mkdtemp(prefix="tf-chrony-")
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     conf = os.path.join(workdir, "chrony.conf")
     with open(conf, "w") as f:
         f.write(f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\n"
@@ -180,7 +160,7 @@ def test_a_single_liar_is_only_diagnosed(daemon_factory, fake_ntp, kernel_shims,
     restart_with(daemon, with_kernel(kernel_shims, False))
     rounds_done([liar], 3)
 
-    secret = enroll_at(daemon, user.name, time.time())
+    secret = daemon.enroll(user.name, at=time.time()).secret
     accepted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + 30)})
     assert accepted.status == "accepted", accepted
 
@@ -231,7 +211,7 @@ def assert_codes_follow(daemon, user, true_time_works):
     """Enrols `user` and checks which clock codes are verified against: true time (compensated)
     or the daemon's own clock, 120 s ahead. Codes from the other clock are refused."""
     own, other = (0, 120) if true_time_works else (120, 0)
-    secret = enroll_at(daemon, user.name, time.time() + own)
+    secret = daemon.enroll(user.name, at=time.time() + own).secret
     refused = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + other)})
     assert refused.status == "wrongCode", refused
     accepted = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time() + own + 30)})
@@ -453,15 +433,6 @@ def test_measures_chrony(daemon_factory, chrony):
     assert answer["clockStratum"] == 8, answer
 
 
-def enroll_at(daemon, user, code_time):
-    """Enrols `user`, confirming with the code for unix time `code_time`."""
-    begun = daemon.request("enrollBegin", {"user": user})
-    assert begun.status == "ok", begun
-    confirmed = daemon.request("enrollConfirm", {"user": user, "code": totp(begun["secret"], at=code_time)})
-    assert confirmed.status == "ok", confirmed
-    return begun["secret"]
-
-
 def test_shifted_clock_without_compensation_rejects_true_codes(daemon_factory, chrony, user):
     daemon = daemon_factory(ntp_servers=chrony, clock_compensation=False, drift_learning=False, **FAST_NTP)
     daemon.stop()
@@ -472,7 +443,7 @@ def test_shifted_clock_without_compensation_rejects_true_codes(daemon_factory, c
     assert "clock_compensation is off" in answer["message"], answer
 
     # Without compensation the daemon goes by its own clock, 120 s ahead.
-    secret = enroll_at(daemon, user.name, time.time() + 120)
+    secret = daemon.enroll(user.name, at=time.time() + 120).secret
     rejected = daemon.request("verify", {"user": user.name, "code": totp(secret, at=time.time())})
     assert rejected.status == "wrongCode", rejected
     assert abs(rejected["clockOffsetMicros"] / 1e6 - 120) < 0.05, rejected

@@ -12,11 +12,10 @@ installed copies are in /usr/local/share/doc/twofactor/examples/pam.d).
 """
 import os
 import re
-import time
 
 import pytest
 
-from helpers import PAM_MODULE, pamtester, totp
+from helpers import PAM_MODULE, pamtester, wrong_code
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLES_DIR = os.environ.get("TWOFACTOR_PAM_EXAMPLES", os.path.join(ROOT, "pam.d"))
@@ -69,11 +68,6 @@ def authenticates(service, user, answers):
     assert result.returncode in (0, 1), f"pamtester died: {result.returncode}\n{output}"
     assert (result.returncode == 0) == (SUCCESS in output), output
     return result.returncode == 0, output
-
-
-def wrong_code(secret):
-    near = {totp(secret, at=time.time() + 30 * step) for step in range(-3, 4)}
-    return next(c for c in ("000000", "111111", "123456", "654321", "999999") if c not in near)
 
 
 # Nothing at all (the conversation reaches end of input) and empty answers to every prompt.

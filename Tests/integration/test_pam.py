@@ -32,11 +32,12 @@ import pytest
 
 import helpers
 import twofactor_wire as wire
-from helpers import PAM_MODULE, Daemon, pamtester, totp
+from fake_ntp_server import FakeNTPServer
+from helpers import PAM_MODULE, Daemon, factory, pamtester, totp, wrong_code
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-INCORRECT = "Incorrect two-factor authentication code"
-DEFAULT_PROMPT = "Two-factor authentication code (or recovery code): "
+INCORRECT = helpers.WRONG_CODE_MESSAGE
+DEFAULT_PROMPT = helpers.CODE_PROMPT
 
 OUTCOMES = {
     "success": "successfully authenticated",
@@ -84,16 +85,6 @@ class Run:
 
     def __repr__(self):
         return f"Run({self.outcome}, {self.elapsed:.2f}s, {self.output!r})"
-
-
-def wrong_code(secret):
-    """A six-digit code that is not valid anywhere near now, and unlike anything else in memory
-    (the memory hygiene test looks for it in freed blocks)."""
-    near = {totp(secret, at=time.time() + 30 * step) for step in range(-8, 9)}
-    for candidate in ("918273", "582914", "736405", "264819", "493726"):
-        if candidate not in near:
-            return candidate
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -287,16 +278,7 @@ class FakePeer:
 
 @pytest.fixture
 def fake_peer():
-    made = []
-
-    def make(replies, **kwargs):
-        peer = FakePeer(replies, **kwargs)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
+    yield from factory(FakePeer, FakePeer.close)
 
 
 @pytest.fixture
@@ -892,50 +874,8 @@ def test_example_stacks_ask_password_then_code(daemon, user, pam_service, exampl
 
 # --- the clock hint -----------------------------------------------------------------------------
 
-class SNTPServer:
-    """An SNTP server on 127.0.0.1 whose time is this machine's minus `behind` seconds, so the
-    daemon's clock check finds the local clock `behind` seconds fast. (Tests never query a real
-    time server; this one stands for "true time" disagreeing with the local clock.)"""
-
-    NTP_EPOCH = 2208988800
-
-    def __init__(self, behind):
-        self.behind = behind
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.settimeout(0.2)
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _timestamp(self):
-        t = time.time() - self.behind + self.NTP_EPOCH
-        return struct.pack(">II", int(t), int((t % 1) * 2**32))
-
-    def _serve(self):
-        while self.running:
-            try:
-                request, peer = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if len(request) < 48:
-                continue
-            now = self._timestamp()
-            # LI 0, version 4, mode 4 (server); stratum 2; origin = the client's transmit time.
-            reply = bytes([0x24, 2, 4, 0xEC]) + b"\0" * 8 + b"LOCL" + now + request[40:48] + now + now
-            self.sock.sendto(reply, peer)
-
-    def close(self):
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-
-
 def test_wrong_code_with_a_bad_server_clock_hints_at_the_clock(daemon_factory, user, pam_service):
-    ntp = SNTPServer(behind=120)
+    ntp = FakeNTPServer(skew=-120)  # true time 120 s behind this clock
     try:
         daemon = daemon_factory(ntp_servers=f"127.0.0.1:{ntp.port}", ntp_samples=1, ntp_interval=1,
                                 clock_warn_threshold=10)

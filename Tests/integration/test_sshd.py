@@ -3,7 +3,9 @@ installed pam_twofactor.so and the installed, running twofactord. See e2e.py."""
 import pytest
 
 import twofactor_wire as wire
-from e2e import AuditLog, CODE_PROMPT, WRONG_CODE_MESSAGE, ThrowawaySshd, paramiko_login
+from e2e import AuditLog, ThrowawaySshd
+from helpers import CODE_PROMPT, WRONG_CODE_MESSAGE
+from ssh_kit import paramiko_login
 
 pytestmark = pytest.mark.usefixtures("e2e_system_guard")
 
@@ -30,20 +32,14 @@ UNREACHABLE_SOCKET = "socket=/nonexistent/twofactord.sock"
 @pytest.fixture(scope="module")
 def sshd_daemon_unreachable(installed_daemon):
     """A throwaway sshd whose module cannot reach any daemon (default failmode: secure)."""
-    server = ThrowawaySshd([UNREACHABLE_SOCKET]).start()
-    try:
+    with ThrowawaySshd([UNREACHABLE_SOCKET]) as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")
 def sshd_daemon_unreachable_failmode_open(installed_daemon):
-    server = ThrowawaySshd([UNREACHABLE_SOCKET, "failmode=open"]).start()
-    try:
+    with ThrowawaySshd([UNREACHABLE_SOCKET, "failmode=open"]) as server:
         yield server
-    finally:
-        server.destroy()
 
 
 def assert_logged_in(result, user):

@@ -2,7 +2,8 @@
 throwaway user given its own PAM service by a throwaway /etc/sudoers.d file. See e2e.py."""
 import pytest
 
-from e2e import AuditLog, CODE_PROMPT, PROTECTED_FILES, root_sudo_works, sha256_of, sudo_as
+from e2e import AuditLog, PROTECTED_FILES, root_sudo_works, sha256_of, sudo_as
+from helpers import CODE_PROMPT, WRONG_CODE_MESSAGE
 
 pytestmark = pytest.mark.usefixtures("e2e_system_guard")
 
@@ -25,7 +26,7 @@ def test_sudo_with_wrong_code_is_refused(e2e_users, sudo_grant, installed_daemon
     assert result.prompts == [f"[sudo] password for {user.name}: ", CODE_PROMPT], result
     assert result.exit_status != 0, result
     assert not result.printed_line("0"), result
-    assert "Incorrect two-factor authentication code" in result.transcript, result
+    assert WRONG_CODE_MESSAGE in result.transcript, result
     assert "1 incorrect password attempt" in result.transcript, result
     assert installed_daemon.status(user.name)["failures"] == 1
 
