@@ -37,7 +37,10 @@ func checkHeader(_ header: [UInt8], limit: Int) {
 }
 
 func checkReaders(_ message: WireMessage) {
-    for field in message.fields {
+    // Once per tag: the readers scan all fields, so once per field would be quadratic and slow
+    // the fuzzer down on inputs of many small fields.
+    var seen = Set<UInt8>()
+    for field in message.fields where seen.insert(field.tag).inserted {
         guard let tag = FieldTag(rawValue: field.tag) else { continue }
         // The readers return the first field with the tag.
         guard let first = message.bytes(tag) else { fail("bytes(\(tag)) is nil for a present tag") }
