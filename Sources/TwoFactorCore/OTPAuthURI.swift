@@ -114,8 +114,9 @@ public struct OTPAuthURI: Sendable, Equatable {
                 account = label
             }
         }
-        // The format allows spaces after the separator ("Example: alice").
-        if labelIssuer != nil { account = String(account.drop(while: { $0 == " " })) }
+        // The format allows spaces after the separator ("Example: alice"). They are never part of
+        // the account, wherever the issuer is given: the URI we write puts it in the label.
+        account = String(account.drop(while: { $0 == " " }))
         guard !account.isEmpty else { throw .missingAccount }
 
         var values: [String: String] = [:]

@@ -157,4 +157,16 @@ final class OTPAuthURITests: XCTestCase {
         XCTAssertGreaterThan(parsed, 0)
         XCTAssertGreaterThan(refused, 0)
     }
+
+    // Found by the otpauth fuzzer (Tests/attack/fuzz, target "otpauth"): with the issuer only in
+    // the query, spaces before the account were kept, but the URI written for that value puts the
+    // issuer in the label, where such spaces are dropped; parse, write, parse changed the account.
+    func testSpacesBeforeTheAccountAreNeverPartOfIt() throws {
+        for uri in ["otpauth://totp/%20alice?secret=MZXW6&issuer=X", "otpauth://totp/%20%20alice?secret=MZXW6",
+                    "otpauth://totp/X:%20alice?secret=MZXW6"] {
+            let parsed = try OTPAuthURI(parsing: uri)
+            XCTAssertEqual(parsed.account, "alice", uri)
+            XCTAssertEqual(try OTPAuthURI(parsing: parsed.uriString), parsed, uri)
+        }
+    }
 }

@@ -1,0 +1,79 @@
+// libFuzzer target "codeinput": CodeInput.classify (Sources/TwoFactorCore/CodeInput.swift), what
+// the daemon makes of a typed answer, checked against the PAM module's own pre-filters
+// (isPlausibleCode, looksLikeCode, isRecoveryCharacter in Sources/PAMTwoFactor/Verifier.swift),
+// which this binary contains as ordinary Swift.
+//
+// Input: first byte picks the digits (6, 7 or 8), the rest is the answer as typed.
+// Properties checked on every input:
+//  - .totp(s): s is exactly `digits` ASCII digits and the answer is those digits plus spaces.
+//  - .recovery(r): r is 12 characters of the recovery alphabet, is its own normal form, and is
+//    the answer uppercased without spaces and dashes.
+//  - .invalid(e): e fits the answer (empty means nothing but spaces, tooLong means over
+//    CodeInput.maxLength bytes, notUTF8, a control character, a wrong length that is wrong).
+//  - classifying the normal form (or the printed XXXX-XXXX-XXXX form) gives the same code.
+//  - what the daemon would accept, the module sends: isPlausibleCode and (try_first_pass)
+//    looksLikeCode are true for it; the module's recovery alphabet equals RecoveryCodes.alphabet.
+import TwoFactorCore
+
+@inline(never)
+func fail(_ message: String) -> Never {
+    fatalError("codeinput property violated: \(message)")
+}
+
+func uppercased(_ byte: UInt8) -> UInt8 { (97...122).contains(byte) ? byte - 32 : byte }
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    guard size > 0 else { return 0 }
+    let digits = 6 + Int(data[0] % 3)
+    let answer = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
+    if maxCodeLength != CodeInput.maxLength { fail("module and daemon disagree on the longest code") }
+
+    let result = CodeInput.classify(answer, digits: digits)
+    let significant = answer.filter { $0 != UInt8(ascii: " ") }
+    switch result {
+    case .totp(let code):
+        let bytes = Array(code.utf8)
+        if bytes.count != digits || !bytes.allSatisfy(isDigit) { fail("totp \(code) for \(digits) digits") }
+        if significant != bytes { fail("totp \(code) is not the answer without spaces") }
+        if CodeInput.classify(bytes, digits: digits) != result { fail("totp normal form classifies differently") }
+    case .recovery(let code):
+        let bytes = Array(code.utf8)
+        if bytes.count != RecoveryCodes.length { fail("recovery code of \(bytes.count) characters") }
+        if !bytes.allSatisfy({ RecoveryCodes.alphabet.contains(Character(Unicode.Scalar($0))) }) { fail("recovery alphabet") }
+        if RecoveryCodes.normalize(code) != code { fail("recovery code is not normalized") }
+        let expected = answer.filter { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "-") }.map(uppercased)
+        if expected != bytes { fail("recovery \(code) is not the answer normalized") }
+        if CodeInput.classify(bytes, digits: digits) != result { fail("recovery normal form classifies differently") }
+        if CodeInput.classify(Array(RecoveryCodes.display(code).utf8), digits: digits) != result { fail("printed form") }
+    case .invalid(let error):
+        switch error {
+        case .empty: if !significant.isEmpty { fail("empty for \(answer)") }
+        case .tooLong: if answer.count <= CodeInput.maxLength { fail("tooLong for \(answer.count) bytes") }
+        case .notUTF8:
+            if answer.count > CodeInput.maxLength || String(validating: answer, as: UTF8.self) != nil { fail("notUTF8") }
+        case .controlCharacter:
+            guard let text = String(validating: answer, as: UTF8.self),
+                  text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { fail("controlCharacter") }
+        case .wrongLength(let expected, let got):
+            if expected == got { fail("wrongLength with equal lengths \(got)") }
+        case .invalidCharacters: break
+        }
+        _ = error.description
+    }
+
+    // The module must not refuse, before asking the daemon, anything the daemon would accept.
+    let accepted: Bool
+    switch result {
+    case .totp, .recovery: accepted = true
+    case .invalid: accepted = false
+    }
+    answer.withUnsafeBufferPointer { buffer in
+        if accepted && !isPlausibleCode(buffer) { fail("the module refuses an answer the daemon accepts") }
+        if accepted && !looksLikeCode(buffer, digits: digits) { fail("try_first_pass would not take a code the daemon accepts") }
+    }
+    for byte in answer where isRecoveryCharacter(byte) != RecoveryCodes.alphabet.contains(Character(Unicode.Scalar(uppercased(byte)))) {
+        fail("module and daemon recovery alphabets differ at byte \(byte)")
+    }
+    return 0
+}
