@@ -95,7 +95,8 @@ public final class Daemon: @unchecked Sendable {
             throw error
         }
 
-        audit.write("start version=\(Self.version) socket=\(AuditLog.value(socketFile?.path ?? "adopted:\(config.socket)")) database=\(AuditLog.value(config.databasePath)) pid=\(getpid())")
+        audit.start(version: Self.version, socket: socketFile?.path ?? "adopted:\(config.socket)",
+                    database: config.databasePath, pid: getpid())
         Systemd.notify("READY=1\nSTATUS=Serving on \(socketFile?.path ?? "the socket from systemd")\nMAINPID=\(getpid())")
 
         try? server.closeFuture.wait()
@@ -107,7 +108,7 @@ public final class Daemon: @unchecked Sendable {
         clock.stop()
         store.close()
         socketFile?.removeIfStillOurs()
-        audit.write("stop reason=\(shutdown.reason ?? "closed")")
+        audit.stop(reason: shutdown.reason)
         return 0
     }
 

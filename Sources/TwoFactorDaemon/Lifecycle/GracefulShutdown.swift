@@ -21,14 +21,14 @@ import UnixSignals
 
 /// The stop signals, trapped before anything else so that none sent during start-up is lost.
 enum StopSignals {
-    /// Calls `onSignal` ("SIGTERM" or "SIGINT") for each signal; returns once they are trapped.
+    /// Calls `onSignal` (.sigterm or .sigint) for each signal; returns once they are trapped.
     /// Cancel the task to untrap them.
-    static func trap(_ onSignal: @escaping @Sendable (String) -> Void) -> Task<Void, Never> {
+    static func trap(_ onSignal: @escaping @Sendable (AuditReason) -> Void) -> Task<Void, Never> {
         let trapped = DispatchSemaphore(value: 0)
         let task = Task.detached {
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             trapped.signal()
-            for await signal in signals { onSignal(signal.description) }
+            for await signal in signals { onSignal(signal == .sigint ? .sigint : .sigterm) }
         }
         trapped.wait()
         return task
@@ -46,15 +46,15 @@ final class GracefulShutdown: @unchecked Sendable {
     private var quiescing: ServerQuiescingHelper?
     private var drained: EventLoopPromise<Void>?
     private var initiated = false
-    private var stopReason: String?
+    private var stopReason: AuditReason?
 
     init(counters: ServerCounters) { self.counters = counters }
 
-    /// Why the daemon stopped: the signal, or nil when the listening socket closed by itself.
-    var reason: String? { lock.lock(); defer { lock.unlock() }; return stopReason }
+    /// Why the daemon stopped: the signal, or .closed when the listening socket closed by itself.
+    var reason: AuditReason { lock.lock(); defer { lock.unlock() }; return stopReason ?? .closed }
 
     /// A stop asked for by `why`; the first reason is the one logged.
-    func request(_ why: String) {
+    func request(_ why: AuditReason) {
         lock.lock()
         if stopReason == nil { stopReason = why }
         lock.unlock()
