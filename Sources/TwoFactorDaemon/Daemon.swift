@@ -102,7 +102,8 @@ public final class Daemon: @unchecked Sendable {
         try? server.closeFuture.wait()
         Systemd.notify("STOPPING=1")
         shutdown.waitUntilDrained()
-        // Lookups first: the ones still queued then fail on live event loops (answered "busy").
+        // Lookups first (any left after the drain timeout): the ones still queued then fail on a
+        // live event loop and are answered "busy".
         try? lookups.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
         clock.stop()
