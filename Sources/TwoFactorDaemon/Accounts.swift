@@ -44,29 +44,17 @@ public struct AccountPolicy: Sendable {
     }
 }
 
-/// Why a verification ended as it did; the raw value is the audit log's `reason=`.
-public enum VerifyReason: String, Sendable {
-    case ok
-    case wrongCode = "wrong-code"
-    case codeReused = "code-reused"
-    case lockedOut = "locked-out"
-    case notEnrolled = "not-enrolled"
-    case invalidCode = "invalid-code"
-    case permissionDenied = "permission-denied"
-    case badRequest = "bad-request"
-    case internalError = "internal-error"
-}
-
 public struct VerifyOutcome: Sendable, Equatable {
     public var status: Status
-    public var reason: VerifyReason
+    /// The audit line's `reason=`.
+    public var reason: AuditReason
     public var method: VerificationMethod?
     public var recoveryCodesLeft: Int?
     public var lockedUntil: Int64?
     /// Set when this attempt started a lockout (for the audit log).
     public var lockoutStarted: LockoutEvent?
 
-    init(_ status: Status, _ reason: VerifyReason) {
+    init(_ status: Status, _ reason: AuditReason) {
         self.status = status
         self.reason = reason
     }
@@ -110,12 +98,12 @@ public struct EnrollmentStart: Sendable, Equatable {
 /// The outcome of a management operation: a status, the audit reason and any payload.
 public struct ManagementOutcome<Value: Sendable>: Sendable {
     public var status: Status
-    public var reason: String
+    public var reason: AuditReason
     public var value: Value?
     public var lockoutStarted: LockoutEvent?
 
-    static func ok(_ value: Value) -> ManagementOutcome { ManagementOutcome(status: .ok, reason: "ok", value: value) }
-    static func refused(_ status: Status, _ reason: String) -> ManagementOutcome {
+    static func ok(_ value: Value) -> ManagementOutcome { ManagementOutcome(status: .ok, reason: .ok, value: value) }
+    static func refused(_ status: Status, _ reason: AuditReason) -> ManagementOutcome {
         ManagementOutcome(status: status, reason: reason, value: nil)
     }
 }
@@ -256,7 +244,7 @@ public struct AccountRules: Sendable {
     public func enrollBegin(_ transaction: any AccountTransaction, user: String, issuer: String?,
                             at moment: Moment) throws -> ManagementOutcome<EnrollmentStart> {
         var account = try transaction.account(named: user) ?? AccountRecord(name: user)
-        if account.enrollment != nil { return .refused(.alreadyEnrolled, "already-enrolled") }
+        if account.enrollment != nil { return .refused(.alreadyEnrolled, .alreadyEnrolled) }
         let parameters = policy.parameters
         // RFC 4226 asks for at least 128 bits, RFC 6238 for a key as long as the hash output.
         let length = switch parameters.algorithm { case .sha1: 20; case .sha256: 32; case .sha512: 64 }
@@ -275,18 +263,18 @@ public struct AccountRules: Sendable {
     public func enrollConfirm(_ transaction: any AccountTransaction, user: String, code: [UInt8],
                               at moment: Moment) throws -> ManagementOutcome<[String]> {
         guard var account = try transaction.account(named: user) else {
-            return .refused(.noPendingEnrollment, "no-pending-enrollment")
+            return .refused(.noPendingEnrollment, .noPendingEnrollment)
         }
-        if account.enrollment != nil { return .refused(.alreadyEnrolled, "already-enrolled") }
-        guard let pending = account.pending else { return .refused(.noPendingEnrollment, "no-pending-enrollment") }
+        if account.enrollment != nil { return .refused(.alreadyEnrolled, .alreadyEnrolled) }
+        guard let pending = account.pending else { return .refused(.noPendingEnrollment, .noPendingEnrollment) }
         guard case .totp(let digits) = CodeInput.classify(code, digits: pending.digits) else {
-            return .refused(.wrongCode, "invalid-code")
+            return .refused(.wrongCode, .invalidCode)
         }
         // A wrong code here does not count toward a lockout: nothing is protected yet.
         guard let match = try matchCode(digits, sealed: pending.sealedSecret, account: user,
                                         parameters: try parameters(of: pending), at: moment.otpTime,
                                         driftSteps: 0) else {
-            return .refused(.wrongCode, "wrong-code")
+            return .refused(.wrongCode, .wrongCode)
         }
         var confirmed = pending
         confirmed.createdAt = moment.now
@@ -304,7 +292,7 @@ public struct AccountRules: Sendable {
 
     public func enrollCancel(_ transaction: any AccountTransaction, user: String) throws -> ManagementOutcome<Bool> {
         guard var account = try transaction.account(named: user), account.pending != nil else {
-            return .refused(.noPendingEnrollment, "no-pending-enrollment")
+            return .refused(.noPendingEnrollment, .noPendingEnrollment)
         }
         account.pending = nil
         if account.enrollment == nil && account.failures == 0 && account.lockedUntil == nil {
@@ -327,21 +315,21 @@ public struct AccountRules: Sendable {
     /// Checks the proof of possession required from ordinary users (a current TOTP or recovery
     /// code). `code` nil is allowed only when `codeRequired` is false. Failures count toward lockout.
     private func authorise(_ transaction: any AccountTransaction, account: inout AccountRecord,
-                           code: [UInt8]?, codeRequired: Bool, _ moment: Moment) throws -> (Status, String, LockoutEvent?)? {
-        guard let enrollment = account.enrollment else { return (.notEnrolled, "not-enrolled", nil) }
+                           code: [UInt8]?, codeRequired: Bool, _ moment: Moment) throws -> (Status, AuditReason, LockoutEvent?)? {
+        guard let enrollment = account.enrollment else { return (.notEnrolled, .notEnrolled, nil) }
         if let until = account.lockedUntil, until > moment.now, code != nil || codeRequired {
-            return (.lockedOut, "locked-out", nil)
+            return (.lockedOut, .lockedOut, nil)
         }
-        guard let code else { return codeRequired ? (.codeRequired, "code-required", nil) : nil }
+        guard let code else { return codeRequired ? (.codeRequired, .codeRequired, nil) : nil }
         let outcome = try check(code: code, account: &account, enrollment: enrollment, transaction, moment)
         if outcome.status == .accepted { return nil }
         try transaction.save(account)
-        return (outcome.status, outcome.reason.rawValue, outcome.lockoutStarted)
+        return (outcome.status, outcome.reason, outcome.lockoutStarted)
     }
 
     public func regenerateRecoveryCodes(_ transaction: any AccountTransaction, user: String, code: [UInt8]?,
                                         codeRequired: Bool, at moment: Moment) throws -> ManagementOutcome<[String]> {
-        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, "not-enrolled") }
+        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, .notEnrolled) }
         if let (status, reason, lockout) = try authorise(transaction, account: &account, code: code,
                                                           codeRequired: codeRequired, moment) {
             var outcome = ManagementOutcome<[String]>.refused(status, reason)
@@ -354,7 +342,7 @@ public struct AccountRules: Sendable {
 
     public func disable(_ transaction: any AccountTransaction, user: String, code: [UInt8]?,
                         codeRequired: Bool, at moment: Moment) throws -> ManagementOutcome<Bool> {
-        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, "not-enrolled") }
+        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, .notEnrolled) }
         if let (status, reason, lockout) = try authorise(transaction, account: &account, code: code,
                                                           codeRequired: codeRequired, moment) {
             var outcome = ManagementOutcome<Bool>.refused(status, reason)
@@ -366,13 +354,13 @@ public struct AccountRules: Sendable {
     }
 
     public func reset(_ transaction: any AccountTransaction, user: String) throws -> ManagementOutcome<Bool> {
-        guard try transaction.account(named: user) != nil else { return .refused(.notEnrolled, "not-enrolled") }
+        guard try transaction.account(named: user) != nil else { return .refused(.notEnrolled, .notEnrolled) }
         try transaction.deleteAccount(named: user)
         return .ok(true)
     }
 
     public func unlock(_ transaction: any AccountTransaction, user: String) throws -> ManagementOutcome<Bool> {
-        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, "not-enrolled") }
+        guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, .notEnrolled) }
         account.failures = 0
         account.lockouts = 0
         account.lockedUntil = nil

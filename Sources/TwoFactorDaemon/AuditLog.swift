@@ -5,6 +5,46 @@ import Foundation
 import Logging
 import TwoFactorWire
 
+/// How an audited request ended: the `result=` word of every audit line.
+public enum AuditResult: String, Sendable, CaseIterable {
+    /// A code was accepted (verify lines).
+    case accepted
+    /// A management operation or query was done.
+    case ok
+    /// Refused for what was asked (a wrong code, a bad request, nothing to confirm ...).
+    case rejected
+    /// Refused for who asked.
+    case denied
+    /// The daemon failed (the store); nothing was changed.
+    case error
+
+    /// Successes are information, everything else a warning (what fail2ban and admins watch).
+    var priority: Int32 { self == .accepted || self == .ok ? LOG_INFO : LOG_WARNING }
+}
+
+/// Why an audited event ended as it did: the `reason=` word of every audit line (verify,
+/// management and stop lines). The raw values are the log's stable vocabulary: fail2ban filters,
+/// the tests and admins match them, so a value never changes. twofactord(8) lists them all
+/// (DaemonPackagingTests checks it).
+public enum AuditReason: String, Sendable, CaseIterable {
+    case ok
+    case wrongCode = "wrong-code"
+    case codeReused = "code-reused"
+    case lockedOut = "locked-out"
+    case notEnrolled = "not-enrolled"
+    case invalidCode = "invalid-code"
+    case codeRequired = "code-required"
+    case alreadyEnrolled = "already-enrolled"
+    case noPendingEnrollment = "no-pending-enrollment"
+    case permissionDenied = "permission-denied"
+    case badRequest = "bad-request"
+    case internalError = "internal-error"
+    /// Why the daemon stopped (`stop reason=`): a signal, or its listening socket closed.
+    case sigterm = "SIGTERM"
+    case sigint = "SIGINT"
+    case closed
+}
+
 public final class AuditLog: Sendable {
     public enum Sink: Sendable { case syslog, stderr }
     public let sink: Sink
@@ -39,18 +79,34 @@ public final class AuditLog: Sendable {
         }
     }
 
+    /// `result` is accepted, rejected or error.
     public func verify(account: String, service: String?, remoteHost: String?, tty: String?,
-                       method: String?, result: String, reason: String, clockOffset: Double?) {
+                       method: String?, result: AuditResult, reason: AuditReason, clockOffset: Double?) {
         var line = "verify account=\(Self.value(account)) service=\(Self.value(service)) rhost=\(Self.value(remoteHost))"
-        line += " tty=\(Self.value(tty)) method=\(method ?? "-") result=\(result) reason=\(reason)"
+        line += " tty=\(Self.value(tty)) method=\(method ?? "-") result=\(result.rawValue) reason=\(reason.rawValue)"
         if let clockOffset { line += " clock_offset=" + String(format: "%+.3fs", clockOffset) }
-        write(line, priority: result == "accepted" ? LOG_INFO : LOG_WARNING)
+        write(line, priority: result.priority)
     }
 
     /// `result` is ok, rejected, denied or error.
-    public func management(_ operation: String, account: String?, caller: Caller, result: String, reason: String) {
-        write("\(operation) account=\(Self.value(account)) by=\(Self.value(caller.name ?? "?"))(uid=\(caller.uid)) result=\(result) reason=\(reason)",
-              priority: result == "ok" ? LOG_INFO : LOG_WARNING)
+    public func management(_ operation: String, account: String?, caller: Caller, result: AuditResult, reason: AuditReason) {
+        write("\(operation) account=\(Self.value(account)) by=\(Self.value(caller.name ?? "?"))(uid=\(caller.uid)) result=\(result.rawValue) reason=\(reason.rawValue)",
+              priority: result.priority)
+    }
+
+    public func start(version: String, socket: String, database: String, pid: Int32) {
+        write("start version=\(version) socket=\(Self.value(socket)) database=\(Self.value(database)) pid=\(pid)")
+    }
+
+    public func stop(reason: AuditReason) {
+        write("stop reason=\(reason.rawValue)")
+    }
+
+    /// An NTP server outvoted by the others (`agree` of `sources` agreed without it).
+    public func falseticker(server: String, offsetSeconds: Double, agree: Int, sources: Int, truechimers: [String]) {
+        write("ntp-falseticker server=\(Self.value(server)) offset=\(String(format: "%+.3fs", offsetSeconds)) "
+                + "agree=\(agree)/\(sources) truechimers=\(Self.value(truechimers.joined(separator: ",")))",
+              priority: LOG_WARNING)
     }
 
     public func lockout(account: String, until: Int64, failures: Int) {

@@ -46,7 +46,7 @@ public final class RequestProcessor: Sendable {
     private func check(_ request: WireMessage, _ caller: Caller, _ respond: @escaping @Sendable (WireMessage) -> Void) {
         guard let user = Self.user(request) else { respond(Self.answer(.badRequest, message: "a valid user is required")); return }
         guard caller.mayVerify(user) || caller.mayAdminister else {
-            audit.management("check", account: user, caller: caller, result: "denied", reason: "permission-denied")
+            audit.management("check", account: user, caller: caller, result: .denied, reason: .permissionDenied)
             respond(Self.answer(.permissionDenied, message: "you may only ask about your own account"))
             return
         }
@@ -67,24 +67,24 @@ public final class RequestProcessor: Sendable {
         let suspectOffset = clock.suspectOffset()
         let audit = self.audit
         let userField = request.string(.user) ?? ""
-        let log: @Sendable (String?, String, VerifyReason) -> Void = { method, result, reason in
+        let log: @Sendable (String?, AuditResult, AuditReason) -> Void = { method, result, reason in
             audit.verify(account: userField, service: service, remoteHost: remoteHost, tty: tty, method: method,
-                         result: result, reason: reason.rawValue, clockOffset: suspectOffset)
+                         result: result, reason: reason, clockOffset: suspectOffset)
         }
         guard let user = Self.user(request), let code = request.bytes(.code) else {
-            log(nil, "rejected", .badRequest)
+            log(nil, .rejected, .badRequest)
             respond(Self.answer(.badRequest, message: "verify needs a valid user and a code"))
             return
         }
         guard caller.mayVerify(user) else {
-            log(nil, "rejected", .permissionDenied)
+            log(nil, .rejected, .permissionDenied)
             respond(Self.answer(.permissionDenied, message: "only root may verify codes for another account"))
             return
         }
         let rules = self.rules
         store.write({ try rules.verify($0, user: user, code: code, at: moment) }) { result in
             guard case .success(let outcome) = result else {
-                log(nil, "error", .internalError)
+                log(nil, .error, .internalError)
                 respond(Self.internalError())
                 return
             }
@@ -94,11 +94,11 @@ public final class RequestProcessor: Sendable {
             var answer = WireMessage(status: outcome.status)
             switch outcome.status {
             case .accepted:
-                log(outcome.method == .recoveryCode ? "recovery" : "totp", "accepted", .ok)
+                log(outcome.method == .recoveryCode ? "recovery" : "totp", .accepted, .ok)
                 if let method = outcome.method { answer.append(.method, uint8: method.rawValue) }
                 if let left = outcome.recoveryCodesLeft { answer.append(.recoveryCodesLeft, uint32: UInt32(left)) }
             default:
-                log(nil, "rejected", outcome.reason)
+                log(nil, .rejected, outcome.reason)
                 if let until = outcome.lockedUntil { answer.append(.lockedUntil, uint64: UInt64(max(0, until))) }
                 if outcome.status == .wrongCode, let offset = suspectOffset {
                     let micros = Int64((offset * 1_000_000).rounded())
@@ -119,13 +119,13 @@ public final class RequestProcessor: Sendable {
         let name = Self.auditName(operation)
         let audit = self.audit
         guard let user = Self.user(request) else {
-            audit.management(name, account: request.string(.user), caller: caller, result: "rejected", reason: "bad-request")
+            audit.management(name, account: request.string(.user), caller: caller, result: .rejected, reason: .badRequest)
             respond(Self.answer(.badRequest, message: "a valid user is required"))
             return
         }
         let adminOnly = operation == .resetAccount || operation == .unlockAccount
         guard adminOnly ? caller.mayAdminister(user) : caller.mayManage(user) else {
-            audit.management(name, account: user, caller: caller, result: "denied", reason: "permission-denied")
+            audit.management(name, account: user, caller: caller, result: .denied, reason: .permissionDenied)
             let message = !adminOnly ? "you may only manage your own account"
                 : caller.mayAdminister ? "administrators may not reset or unlock their own account; use 'twofactor disable' with a code, or ask another administrator"
                 : "only root and members of the admin group may do this"
@@ -139,18 +139,18 @@ public final class RequestProcessor: Sendable {
         let rules = self.rules
         let issuer = Self.optionalText(request, .issuer)
         if operation == .enrollConfirm && code == nil {
-            audit.management(name, account: user, caller: caller, result: "rejected", reason: "bad-request")
+            audit.management(name, account: user, caller: caller, result: .rejected, reason: .badRequest)
             respond(Self.answer(.badRequest, message: "enrollConfirm needs the code shown by the authenticator"))
             return
         }
         if operation == .status {
             store.read({ try rules.status($0, user: user, at: moment) }) { result in
                 guard case .success(let status) = result else {
-                    audit.management(name, account: user, caller: caller, result: "error", reason: "internal-error")
+                    audit.management(name, account: user, caller: caller, result: .error, reason: .internalError)
                     respond(Self.internalError())
                     return
                 }
-                audit.management(name, account: user, caller: caller, result: "ok", reason: "ok")
+                audit.management(name, account: user, caller: caller, result: .ok, reason: .ok)
                 var answer = WireMessage(status: .ok)
                 Self.appendStatus(&answer, status)
                 respond(answer)
@@ -189,10 +189,10 @@ public final class RequestProcessor: Sendable {
             case .success(let outcome):
                 if let lockout = outcome.lockout { audit.lockout(account: user, until: lockout.until, failures: lockout.failures) }
                 let ok = outcome.answer.status == .ok
-                audit.management(name, account: user, caller: caller, result: ok ? "ok" : "rejected", reason: outcome.reason)
+                audit.management(name, account: user, caller: caller, result: ok ? .ok : .rejected, reason: outcome.reason)
                 respond(outcome.answer)
             case .failure:
-                audit.management(name, account: user, caller: caller, result: "error", reason: "internal-error")
+                audit.management(name, account: user, caller: caller, result: .error, reason: .internalError)
                 respond(Self.internalError())
             }
         }
@@ -200,14 +200,14 @@ public final class RequestProcessor: Sendable {
 
     private func list(_ caller: Caller, _ moment: Moment, _ respond: @escaping @Sendable (WireMessage) -> Void) {
         guard caller.mayAdminister else {
-            audit.management("list", account: nil, caller: caller, result: "denied", reason: "permission-denied")
+            audit.management("list", account: nil, caller: caller, result: .denied, reason: .permissionDenied)
             respond(Self.answer(.permissionDenied, message: "only root and members of the admin group may list accounts"))
             return
         }
         let rules = self.rules, audit = self.audit
         store.read({ try rules.list($0, at: moment) }) { result in
             guard case .success(let accounts) = result else {
-                audit.management("list", account: nil, caller: caller, result: "error", reason: "internal-error")
+                audit.management("list", account: nil, caller: caller, result: .error, reason: .internalError)
                 respond(Self.internalError())
                 return
             }
@@ -219,24 +219,24 @@ public final class RequestProcessor: Sendable {
                 do {
                     try answer.append(.account, nested: nested)
                 } catch {
-                    audit.management("list", account: nil, caller: caller, result: "error", reason: "internal-error")
+                    audit.management("list", account: nil, caller: caller, result: .error, reason: .internalError)
                     respond(Self.internalError())
                     return
                 }
             }
             if answer.encodedPayload().count > WireProtocol.maxResponseLength {
-                audit.management("list", account: nil, caller: caller, result: "error", reason: "internal-error")
+                audit.management("list", account: nil, caller: caller, result: .error, reason: .internalError)
                 respond(Self.answer(.internalError, message: "too many accounts for one answer"))
                 return
             }
-            audit.management("list", account: nil, caller: caller, result: "ok", reason: "ok")
+            audit.management("list", account: nil, caller: caller, result: .ok, reason: .ok)
             respond(answer)
         }
     }
 
     private func clockStatus(_ caller: Caller, _ respond: @escaping @Sendable (WireMessage) -> Void) {
         guard caller.mayAdminister else {
-            audit.management("clock", account: nil, caller: caller, result: "denied", reason: "permission-denied")
+            audit.management("clock", account: nil, caller: caller, result: .denied, reason: .permissionDenied)
             respond(Self.answer(.permissionDenied, message: "only root and members of the admin group may read the clock check"))
             return
         }
@@ -255,7 +255,7 @@ public final class RequestProcessor: Sendable {
         if let correction = reading.correctionSeconds { answer.append(.clockCorrectionMicros, int64: Self.micros(correction)) }
         for server in reading.falsetickers { Self.appendText(&answer, .clockFalseticker, server) }
         Self.appendText(&answer, .message, reading.summary)
-        audit.management("clock", account: nil, caller: caller, result: "ok", reason: "ok")
+        audit.management("clock", account: nil, caller: caller, result: .ok, reason: .ok)
         respond(answer)
     }
 
@@ -326,7 +326,7 @@ public final class RequestProcessor: Sendable {
 /// A management answer built inside the unit of work, with what the audit line needs.
 struct WireMessageOutcome: @unchecked Sendable {
     var answer: WireMessage
-    var reason: String
+    var reason: AuditReason
     var lockout: LockoutEvent?
 
     static func codes(_ outcome: ManagementOutcome<[String]>) -> WireMessageOutcome {

@@ -2,6 +2,7 @@
 // connection limit. Nothing a client sends can crash the daemon or hold up other clients.
 import Foundation
 import NIOCore
+import NIOExtras
 import NIOPosix
 import TwoFactorWire
 
@@ -18,14 +19,13 @@ struct PeerCredentials: Sendable {
     var gid: UInt32 = 0
 }
 
-/// Counts open connections and requests in flight, shared by all event loops.
+/// Counts open connections and knows whether the daemon is stopping, shared by all event loops.
 final class ServerCounters: @unchecked Sendable {
     private let lock = NSLock()
     private var connections = 0
     private var connectionsByUser: [UInt32: Int] = [:]
     private var rootConnections = 0
     private var turnedAway = 0
-    private var requests = 0
 
     /// Admits a connection from `uid`. Root (sshd, sudo, login) has slots of its own, so no local
     /// user can crowd logins out; every other user holds at most `perUserLimit` of the shared
@@ -66,17 +66,14 @@ final class ServerCounters: @unchecked Sendable {
 
     private var draining = false
 
-    /// False once shutdown began: requests not started by then are not started at all, so
-    /// waiting for `requestsInFlight` to reach zero covers everything that will be answered.
+    /// False once shutdown began: a request not started by then is not started at all, so every
+    /// request the daemon works on is answered before its connection closes (GracefulShutdown).
     func tryStartRequest() -> Bool {
         lock.lock(); defer { lock.unlock() }
-        guard !draining else { return false }
-        requests += 1
-        return true
+        return !draining
     }
     func beginDraining() { lock.lock(); draining = true; lock.unlock() }
-    func requestFinished() { lock.lock(); requests -= 1; lock.unlock() }
-    var requestsInFlight: Int { lock.lock(); defer { lock.unlock() }; return requests }
+    var isDraining: Bool { lock.lock(); defer { lock.unlock() }; return draining }
 }
 
 /// Finds out who a connection's peer is, for every request, without blocking an event loop. The
@@ -224,6 +221,16 @@ final class ConnectionHandler: ChannelInboundHandler {
             if !processing && queued.isEmpty { context.close(promise: nil) }
             return
         }
+        if event is ChannelShouldQuiesceEvent {
+            // The daemon is stopping: answer the request in progress, start no other.
+            queued.removeAll()
+            if processing {
+                closeAfterAnswer = true
+            } else {
+                context.close(promise: nil)
+            }
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -265,7 +272,6 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func finish(_ answer: WireMessage) {
         processing = false
-        counters.requestFinished()
         guard let context, context.channel.isActive else { return }
         if closeAfterAnswer {
             writeAndClose(answer)
@@ -325,6 +331,15 @@ final class BusyHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}  // discarded
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The daemon is stopping; the busy answer has been sent already.
+        if event is ChannelShouldQuiesceEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }
 
@@ -346,11 +361,18 @@ public struct ServerSettings: Sendable {
 
 /// Builds the NIO server bootstrap shared by the bound and the adopted socket.
 enum ServerFactory {
+    /// `quiescing` collects the accepted connections, for GracefulShutdown.
     static func bootstrap(group: EventLoopGroup, settings: ServerSettings, processor: RequestProcessor,
-                          resolver: CallerResolver, counters: ServerCounters) -> ServerBootstrap {
+                          resolver: CallerResolver, counters: ServerCounters,
+                          quiescing: ServerQuiescingHelper) -> ServerBootstrap {
         let timeout = TimeAmount.nanoseconds(Int64(settings.readTimeout * 1_000_000_000))
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
@@ -372,6 +394,9 @@ enum ServerFactory {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(peer: peer, resolver: resolver, processor: processor, counters: counters,
                                           readTimeout: timeout))
+                    // Accepted just as the stop began: its quiesce event may have passed before
+                    // the handler was there to see it.
+                    if counters.isDraining { channel.close(promise: nil) }
                 }
             }
     }

@@ -489,6 +489,50 @@ final class DaemonIntegrationTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.socket))
     }
 
+    /// A SIGTERM that arrives while the daemon is still starting must stop it: the signal is
+    /// sent as soon as the daemon has taken SIGTERM over (caught or ignored), which is before it
+    /// listens, and the daemon must then exit 0 by itself rather than run on or die of the signal.
+    func testSigtermDuringStartUpIsNotLost() throws {
+        let daemon = try DaemonProcess()
+        daemons.append(daemon)
+        try daemon.writeConfig()
+        for attempt in 1...10 {
+            let process = try DaemonProcess.launch([DaemonBinary.path, "--config", daemon.configPath], logPath: daemon.logPath)
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+            let pid = process.processIdentifier
+            let bit = UInt64(1) << UInt64(SIGTERM - 1)
+            let deadline = Date().addingTimeInterval(20)
+            while process.isRunning && Date() < deadline
+                && (signalMask(pid, "SigCgt") | signalMask(pid, "SigIgn")) & bit == 0 {}
+            kill(pid, SIGTERM)
+            let exitDeadline = Date().addingTimeInterval(15)
+            while process.isRunning && Date() < exitDeadline { usleep(10_000) }
+            XCTAssertFalse(process.isRunning, "attempt \(attempt): the SIGTERM was lost; the daemon runs on\n\(daemon.log())")
+            guard !process.isRunning else { return }
+            XCTAssertEqual(process.terminationReason, .exit, "attempt \(attempt): killed by the signal")
+            XCTAssertEqual(process.terminationStatus, 0, "attempt \(attempt)\n\(daemon.log())")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.socket), "attempt \(attempt): socket left behind")
+        }
+        XCTAssertEqual(daemon.log().components(separatedBy: "stop reason=SIGTERM").count - 1, 10, daemon.log())
+    }
+
+    /// Stopping right after a client connected must not touch event loops already shut down
+    /// (NIO then logs "Cannot schedule tasks on an EventLoop that has already shut down"): the
+    /// loops stop only once every accepted connection is closed.
+    func testStopRightAfterAConnectionLeavesNoEventLoopError() throws {
+        let daemon = try DaemonProcess()
+        daemons.append(daemon)
+        for cycle in 1...40 {
+            try daemon.start()
+            let client = try RawSocket(path: daemon.socket)
+            XCTAssertEqual(daemon.stop(signal: SIGTERM), 0, "cycle \(cycle)\n\(daemon.log())")
+            _ = client
+        }
+        let log = daemon.log()
+        XCTAssertFalse(log.contains("Cannot schedule"), log)
+        XCTAssertEqual(log.components(separatedBy: "stop reason=SIGTERM").count - 1, 40, log)
+    }
+
     func testSocketActivation() throws {
         let daemon = try DaemonProcess(["socket": "/nonexistent-dir-ignored/twofactord.sock"])
         daemons.append(daemon)

@@ -79,6 +79,20 @@ final class DaemonPackagingTests: XCTestCase {
         XCTAssertTrue(socket.contains("SocketMode=0666"))
     }
 
+    /// twofactord(8) lists every audit result and reason word the daemon can write, and no other.
+    func testManPageListsEveryAuditResultAndReason() throws {
+        let page = try read("docs/twofactord.8").replacingOccurrences(of: "\n.B ", with: " ")
+            .replacingOccurrences(of: "\n", with: " ")
+        func words(after label: String) -> Set<String> {
+            guard let start = page.range(of: label) else { XCTFail("no '\(label)' in twofactord(8)"); return [] }
+            let list = page[start.upperBound...].prefix { $0 != "." }
+            let text = list.split(separator: ":").last.map(String.init) ?? ""
+            return Set(text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        XCTAssertEqual(words(after: "Results:"), Set(AuditResult.allCases.map(\.rawValue)))
+        XCTAssertEqual(words(after: "Reasons:").union(words(after: "Stop reasons")), Set(AuditReason.allCases.map(\.rawValue)))
+    }
+
     /// The example file is generated from the key table (twofactord --print-default-config).
     func testExampleConfigIsGeneratedFromTheKeyTable() throws {
         let example = try read("config/twofactord.conf")

@@ -170,6 +170,15 @@ func runCommand(_ arguments: [String]) throws -> (status: Int32, output: String)
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
+/// A signal mask line of /proc/PID/status (SigCgt, SigIgn, SigBlk) as bits; 0 if unreadable.
+func signalMask(_ pid: Int32, _ field: String) -> UInt64 {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+        return UInt64(line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16) ?? 0
+    }
+    return 0
+}
+
 /// A bare Unix socket for tests that need what DaemonConnection does not offer (shutdown).
 final class RawSocket {
     let fd: Int32

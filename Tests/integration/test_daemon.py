@@ -8,6 +8,7 @@ import grp
 import json
 import os
 import select
+import socket
 import subprocess
 import time
 import unicodedata
@@ -508,6 +509,37 @@ def test_slow_user_lookups_never_delay_roots_requests(daemon_factory, make_user,
     assert max(t[2] for t in timings) < 1.0, timings
     assert status == 0
     assert statuses and set(statuses) == {"notEnrolled"}, statuses
+
+
+def test_a_stop_answers_the_request_in_progress_of_a_half_closed_client(daemon_factory, make_user,
+                                                                         slow_nss_library):
+    """SIGTERM while a client that already shut down its sending side waits for its answer (its
+    caller lookup takes 2 s): the daemon answers it, then exits 0."""
+    daemon = daemon_factory(read_timeout=60)
+    daemon.stop()
+    daemon.start(wrapper=["env", f"LD_PRELOAD={slow_nss_library}", "SLOW_NSS_DELAY_MS=2000"])
+    asker = make_user()
+    sent_read, sent_write = os.pipe()
+
+    def ask_and_half_close(out):
+        os.close(sent_read)
+        with wire.connect(daemon.socket, timeout=30) as sock:
+            sock.sendall(wire.encode_frame(wire.OP["check"], {"user": asker.name}))
+            sock.shutdown(socket.SHUT_WR)
+            os.write(sent_write, b"x")
+            os.write(out, wire.read_response(sock).status.encode())
+            assert sock.recv(1) == b""  # and then the daemon closes the connection
+
+    pid, results = wire.fork_as(asker.uid, asker.gid, (), ask_and_half_close)
+    os.close(sent_write)
+    assert os.read(sent_read, 1) == b"x"
+    os.close(sent_read)
+    time.sleep(0.5)  # the daemon has read the request; its lookup is under way
+    assert daemon.stop(timeout=30) == 0
+    answer = wire.read_all(results).decode()
+    _, status = os.waitpid(pid, 0)
+    assert answer == "notEnrolled" and status == 0, (answer, status, daemon.log())
+    assert "stop reason=SIGTERM" in daemon.log()
 
 
 # --- the configuration: one definition per key (issue 11) ----------------------------------------

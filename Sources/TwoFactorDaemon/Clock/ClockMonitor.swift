@@ -315,10 +315,9 @@ private final class ClockMonitorState: @unchecked Sendable {
         }
         // The audit log keeps who was outvoted: a lying or broken server is worth an admin's look.
         for falseticker in newFalsetickers {
-            let agreeing = selection.truechimers.map(\.server).joined(separator: ",")
-            audit?.write("ntp-falseticker server=\(AuditLog.value(falseticker.server)) offset=\(String(format: "%+.3fs", falseticker.offsetSeconds)) "
-                         + "agree=\(selection.truechimers.count)/\(selection.sources.count) truechimers=\(AuditLog.value(agreeing))",
-                         priority: LOG_WARNING)
+            audit?.falseticker(server: falseticker.server, offsetSeconds: falseticker.offsetSeconds,
+                               agree: selection.truechimers.count, sources: selection.sources.count,
+                               truechimers: selection.truechimers.map(\.server))
             logger.warning("clock check: \(falseticker.server) disagrees with the other NTP servers (\(ClockPolicy.offsetText(falseticker.offsetSeconds))); ignored as a falseticker")
         }
         noteKernel(kernel, logger: logger)
