@@ -1,5 +1,6 @@
-// The account rules: verification, lockout, drift learning, enrollment and management. Each
-// function runs inside one unit of work of an AccountStore and knows nothing of how it is stored.
+// The account rules: verification, drift learning, enrollment and management (the lockout rule is
+// in Lockout.swift). Each function runs inside one unit of work of an AccountStore and knows
+// nothing of how it is stored.
 import TwoFactorCore
 import TwoFactorWire
 
@@ -22,16 +23,6 @@ public struct AccountPolicy: Sendable {
         lockoutMaxSeconds = config.lockoutMaxSeconds
         driftLearning = config.driftLearning
         driftMaxSteps = config.driftMaxSteps
-    }
-
-    /// The first lockout lasts lockoutSeconds; each further one (without a success between) doubles.
-    func lockoutDuration(previousLockouts: Int) -> Int64 {
-        var seconds = lockoutSeconds
-        for _ in 0..<max(0, previousLockouts) {
-            if seconds >= lockoutMaxSeconds { break }
-            seconds *= 2
-        }
-        return min(seconds, lockoutMaxSeconds)
     }
 
     /// The drift to remember after a code matched at `offset` steps from now: the offset, bounded
@@ -58,11 +49,6 @@ public struct VerifyOutcome: Sendable, Equatable {
         self.status = status
         self.reason = reason
     }
-}
-
-public struct LockoutEvent: Sendable, Equatable {
-    public var until: Int64
-    public var failures: Int
 }
 
 /// When a unit runs: `now` is the wall clock for bookkeeping, `otpTime` the (possibly NTP
@@ -123,7 +109,7 @@ public struct AccountRules: Sendable {
         guard var account = try transaction.account(named: user), let enrollment = account.enrollment else {
             return VerifyOutcome(.notEnrolled, .notEnrolled)
         }
-        if let until = account.lockedUntil, until > moment.now {
+        if let until = account.lockedUntil(at: moment.now) {
             // Refused without looking at the code: a locked account is no oracle.
             var outcome = VerifyOutcome(.lockedOut, .lockedOut)
             outcome.lockedUntil = until
@@ -150,15 +136,13 @@ public struct AccountRules: Sendable {
             outcome = try checkRecoveryCode(normalized, account: account, transaction, moment)
         }
         if outcome.status == .accepted {
-            account.failures = 0
-            account.lockouts = 0
-            account.lockedUntil = nil
+            account.clearLockout()
             account.lastUsedAt = moment.now
             // A recovery code is what people use when the app's codes stop working; a drift
             // learned from a wrong clock may be why, so start again from none.
             if outcome.method == .recoveryCode { account.driftSteps = 0 }
         } else {
-            outcome.lockoutStarted = recordFailure(&account, moment)
+            outcome.lockoutStarted = policy.recordFailure(&account, at: moment.now)
             outcome.lockedUntil = outcome.lockoutStarted?.until
         }
         return outcome
@@ -217,21 +201,6 @@ public struct AccountRules: Sendable {
         return outcome
     }
 
-    /// Counts a failure; returns the lockout it starts, if any.
-    private func recordFailure(_ account: inout AccountRecord, _ moment: Moment) -> LockoutEvent? {
-        if let until = account.lockedUntil, until <= moment.now {
-            // The previous lockout is over: a fresh run of attempts (the doubling is remembered).
-            account.failures = 0
-            account.lockedUntil = nil
-        }
-        account.failures += 1
-        guard account.failures >= policy.maxFailures else { return nil }
-        let until = moment.now + policy.lockoutDuration(previousLockouts: account.lockouts)
-        account.lockedUntil = until
-        account.lockouts += 1
-        return LockoutEvent(until: until, failures: account.failures)
-    }
-
     func parameters(of enrollment: EnrollmentRecord) throws -> OTPParameters {
         guard let algorithm = OTPAlgorithm(rawValue: enrollment.algorithm) else {
             throw StoreError("stored algorithm '\(enrollment.algorithm)' is unknown")
@@ -282,9 +251,7 @@ public struct AccountRules: Sendable {
         account.pending = nil
         account.lastStep = match.step  // the confirming code cannot also log in
         account.lastUsedAt = nil
-        account.failures = 0
-        account.lockouts = 0
-        account.lockedUntil = nil
+        account.clearLockout()
         account.driftSteps = policy.learnedDrift(offset: match.offset)
         try transaction.save(account)
         return .ok(try newRecoveryCodes(transaction, user: user))
@@ -317,7 +284,7 @@ public struct AccountRules: Sendable {
     private func authorise(_ transaction: any AccountTransaction, account: inout AccountRecord,
                            code: [UInt8]?, codeRequired: Bool, _ moment: Moment) throws -> (Status, AuditReason, LockoutEvent?)? {
         guard let enrollment = account.enrollment else { return (.notEnrolled, .notEnrolled, nil) }
-        if let until = account.lockedUntil, until > moment.now, code != nil || codeRequired {
+        if account.lockedUntil(at: moment.now) != nil, code != nil || codeRequired {
             return (.lockedOut, .lockedOut, nil)
         }
         guard let code else { return codeRequired ? (.codeRequired, .codeRequired, nil) : nil }
@@ -361,9 +328,7 @@ public struct AccountRules: Sendable {
 
     public func unlock(_ transaction: any AccountTransaction, user: String) throws -> ManagementOutcome<Bool> {
         guard var account = try transaction.account(named: user) else { return .refused(.notEnrolled, .notEnrolled) }
-        account.failures = 0
-        account.lockouts = 0
-        account.lockedUntil = nil
+        account.clearLockout()
         // Unlocking is the administrator's answer to "my codes stop working": a learned drift
         // may be the cause, so it goes too.
         account.driftSteps = 0
@@ -389,12 +354,10 @@ public struct AccountRules: Sendable {
     }
 
     private func status(of account: AccountRecord, _ transaction: any AccountTransaction, _ moment: Moment) throws -> AccountStatus {
-        let locked = account.lockedUntil.flatMap { $0 > moment.now ? $0 : nil }
-        return AccountStatus(name: account.name, isEnrolled: account.enrollment != nil, pending: account.pending != nil,
-                             enrolledSince: account.enrollment?.createdAt, lastUsed: account.lastUsedAt,
-                             recoveryCodesLeft: try transaction.recoveryCodesLeft(of: account.name),
-                             // After a lockout expires the count starts over at the next attempt.
-                             failures: account.lockedUntil != nil && locked == nil ? 0 : account.failures,
-                             lockedUntil: locked, driftSteps: account.driftSteps)
+        AccountStatus(name: account.name, isEnrolled: account.enrollment != nil, pending: account.pending != nil,
+                      enrolledSince: account.enrollment?.createdAt, lastUsed: account.lastUsedAt,
+                      recoveryCodesLeft: try transaction.recoveryCodesLeft(of: account.name),
+                      failures: account.failuresCounting(at: moment.now),
+                      lockedUntil: account.lockedUntil(at: moment.now), driftSteps: account.driftSteps)
     }
 }
