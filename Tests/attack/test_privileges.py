@@ -9,7 +9,7 @@ nothing.
 import pytest
 
 from attack_kit import (  # noqa: F401  (fixtures are found by name)
-    Daemon, ThrowawayGroup, ThrowawayUser, enroll, finish_daemon, helpers, remember_response,
+    Daemon, ThrowawayGroup, ThrowawayUser, enroll, finish_daemon, helpers, remember_code,
     request, totp,
 )
 
@@ -83,8 +83,10 @@ class Scene:
         return answer
 
     def fresh(self, user, enrolled=True):
-        """`user`'s account as new: reset by root, then enrolled unless enrolled=False."""
-        reset = self.root("resetAccount", {"user": user})
+        """`user`'s account as new: reset by root (root's own by the admin: nobody resets their
+        own account), then enrolled unless enrolled=False."""
+        by = self.callers["admin"] if user == "root" else None
+        reset = request(self.daemon, "resetAccount", {"user": user}, caller=by)
         assert reset.status in ("ok", "notEnrolled"), reset
         self.root("enrollCancel", {"user": user})
         return enroll(self.daemon, user) if enrolled else None
@@ -119,7 +121,8 @@ def prepare(scene, op):
     e = scene.fresh(user)
     unchanged = dict(isEnrolled=True, failures=0, recoveryCodesLeft=8)
     if op == "verify":
-        return {"user": user, "code": totp(e.secret)}, unchanged
+        # The next step's code: enrollment used the current one.
+        return {"user": user, "code": remember_code(e.codes.next_code())}, unchanged
     if op in ("regenerateRecoveryCodes", "disable"):
         # Every caller brings a valid code: only the caller decides the answer.
         return {"user": user, "code": e.recovery_codes[0]}, unchanged
@@ -180,7 +183,7 @@ def test_own_account(scene, who, op, with_code, expected):
     e = scene.fresh(user)
     fields = {"user": user}
     if with_code:
-        fields["code"] = totp(e.secret) if op == "verify" else e.recovery_codes[0]
+        fields["code"] = remember_code(e.codes.next_code()) if op == "verify" else e.recovery_codes[0]
     answer = request(scene.daemon, op, fields, caller=scene.callers[who])
     assert answer.status == expected, f"{who} {op} on its own account: {answer!r}"
     if expected in ("permissionDenied", "codeRequired"):
