@@ -12,6 +12,7 @@ Fixtures (prefixed `attack_` so they do not clash with Tests/attack/conftest.py)
 
 Paths come from the environment, as in Tests/integration: TWOFACTORD, TWOFACTOR_CLI.
 """
+import atexit
 import base64
 import os
 import shutil
@@ -31,8 +32,13 @@ from helpers import Daemon, ThrowawayGroup, ThrowawayUser, factory  # noqa: E402
 
 # Shared by every module of one pytest run: the secrets handed out and the files daemons wrote.
 # TWOFACTOR_ATTACK_EVIDENCE names a directory to keep them in (default: a fresh one under /tmp).
-EVIDENCE_DIR = os.environ.get("TWOFACTOR_ATTACK_EVIDENCE") or tempfile.mkdtemp(prefix="tf-attack-evidence-")
-os.makedirs(EVIDENCE_DIR, exist_ok=True)
+EVIDENCE_DIR = os.environ.get("TWOFACTOR_ATTACK_EVIDENCE")
+if EVIDENCE_DIR:
+    os.makedirs(EVIDENCE_DIR, exist_ok=True)
+else:
+    # Copies of keys and stores: removed when the run ends.
+    EVIDENCE_DIR = tempfile.mkdtemp(prefix="tf-attack-evidence-")
+    atexit.register(shutil.rmtree, EVIDENCE_DIR, True)
 
 # kind -> set of bytes: "secret" (base32 text and raw key bytes), "code" (TOTP codes, right or
 # wrong), "recovery" (recovery codes as shown and in normal form), "key" (master key bytes).
