@@ -25,13 +25,16 @@ PAM_MODULE = helpers.PAM_MODULE
 # A code counts only as a token of its own (not inside a longer run of digits or letters, as in
 # a timestamp or a pid): every run of digits is looked up in the set of used codes.
 DIGIT_TOKEN = re.compile(rb"(?<![0-9A-Za-z])[0-9]+(?![0-9A-Za-z])")
+# Numbers the daemon writes that are no input of anyone's: a pid or uid that happens to equal a
+# used code is no leak.
+PROCESS_IDS = re.compile(rb"(?<![0-9A-Za-z])(pid|uid)=[0-9]+")
 
 
 def scan(files, used):
     """[(file, kind, value)] for every used value found in the files."""
     hits = []
     for path, data in files:
-        for token in set(DIGIT_TOKEN.findall(data)) & used["code"]:
+        for token in set(DIGIT_TOKEN.findall(PROCESS_IDS.sub(b"", data))) & used["code"]:
             hits.append((path, "code", token))
         for kind, values in used.items():
             if kind == "code":
@@ -43,11 +46,12 @@ def scan(files, used):
 def test_the_scan_finds_a_planted_secret(tmp_path):
     """The scan can fail: a code, a recovery code and a secret written into a file are found."""
     planted = tmp_path / "log"
-    planted.write_bytes(b"verify code=493726 rc=ABCD-EFGH x\x00RAWSECRETBYTES\x01 at 1764596412\n")
-    used = {"code": {b"493726", b"596412"}, "recovery": {b"ABCD-EFGH"},
+    planted.write_bytes(b"verify code=493726 rc=ABCD-EFGH x\x00RAWSECRETBYTES\x01 at 1764596412"
+                        b" by=x(uid=264819) pid=736405\n")
+    used = {"code": {b"493726", b"596412", b"264819", b"736405"}, "recovery": {b"ABCD-EFGH"},
             "secret": {b"RAWSECRETBYTES"}, "key": set()}
     hits = scan([(str(planted), planted.read_bytes())], used)
-    # 596412 sits inside a timestamp: not a token of its own, not a hit.
+    # 596412 sits inside a timestamp, 264819 and 736405 are a uid and a pid: not hits.
     assert sorted(kind for _, kind, _ in hits) == ["code", "recovery", "secret"], hits
 
 
