@@ -77,6 +77,12 @@ public enum ConfigParser {
             let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file"
             throw ConfigError(file: path, line: nil, message: reason)
         }
+        // Whoever can write the configuration chooses the key file, the store and the admin group.
+        var info = stat()
+        if stat(path, &info) == 0,
+           let problem = TrustedFile.problem(info, forbidden: 0o022, access: "writable", remedy: "go-w") {
+            throw ConfigError(file: path, line: nil, message: problem)
+        }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: path, line: nil, message: "not UTF-8 text")
         }

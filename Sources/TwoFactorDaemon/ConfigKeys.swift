@@ -156,12 +156,14 @@ public enum ConfigKeys {
             """),
 
         ConfigKey("state_directory", .absolutePath, \.stateDirectory, section: "Storage and keys", doc: """
-            Directory of the SQLite database twofactor.db (created mode 0700).
+            Directory of the SQLite database twofactor.db (created mode 0700). The daemon refuses to start if
+            group or others can write it, or if it belongs to anyone but root or the daemon's user.
             """),
         ConfigKey("key_file", .absolutePath, \.keyFile, doc: """
             Master key (32 random bytes), created mode 0600 on first start. TOTP secrets are encrypted with
             AES-256-GCM under a key derived from it and recovery codes are kept only as keyed hashes, so the
-            database alone reveals nothing. The daemon refuses to start if group or others can read it.
+            database alone reveals nothing. The daemon refuses to start if group or others can read it, or if it
+            belongs to anyone but root or the daemon's user.
             Losing this file makes every enrollment unusable: back it up together with the database.
             """),
 

@@ -155,6 +155,10 @@ public final class Daemon: @unchecked Sendable {
             guard stat(path, &info) == 0 else { throw .failure("\(path): \(String(cString: strerror(errno)))") }
         }
         guard info.st_mode & S_IFMT == S_IFDIR else { throw .configuration("state_directory \(path) is not a directory") }
+        // A directory others could write may hold a database they planted (and can still change).
+        if let problem = TrustedFile.problem(info, forbidden: 0o022, access: "writable", remedy: "700") {
+            throw .configuration("state_directory \(path) \(problem)")
+        }
         // Only the daemon reads the database, even though secrets in it are sealed.
         if info.st_mode & 0o077 != 0 {
             guard chmod(path, 0o700) == 0 else {

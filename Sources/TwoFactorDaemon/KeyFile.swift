@@ -42,7 +42,8 @@ public enum KeyFile {
     public static let length = 32
 
     /// Reads the master key, creating it (32 random bytes, mode 0600) when the file does not exist.
-    /// Refuses a key that group or others can read, or that is not exactly 32 bytes.
+    /// Refuses a key that group or others can read, that someone other than root or the daemon's
+    /// user owns, or that is not exactly 32 bytes.
     public static func loadOrCreate(path: String) throws(KeyFileError) -> [UInt8] {
         for _ in 0..<20 {
             if let key = try create(path: path) { return key }
@@ -85,8 +86,8 @@ public enum KeyFile {
             throw KeyFileError(path: path, message: "cannot stat: \(String(cString: strerror(errno)))")
         }
         guard info.st_mode & S_IFMT == S_IFREG else { throw KeyFileError(path: path, message: "is not a regular file") }
-        guard info.st_mode & 0o077 == 0 else {
-            throw KeyFileError(path: path, message: String(format: "is accessible by group or others (mode %04o); run chmod 600 on it", info.st_mode & 0o7777))
+        if let problem = TrustedFile.problem(info, forbidden: 0o077, access: "accessible", remedy: "600") {
+            throw KeyFileError(path: path, message: problem)
         }
         if info.st_size < length { return nil }
         guard info.st_size == length else {

@@ -58,6 +58,8 @@ final class DaemonProcess {
         var text = "# written by DaemonTestSupport\n"
         for (key, value) in settings.sorted(by: { $0.key < $1.key }) { text += "\(key) = \(value)\n" }
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+        // Whatever the umask of the test: the daemon refuses a configuration others can write.
+        chmod(configPath, 0o644)
     }
 
     /// Starts the daemon and waits until it answers on the socket.
