@@ -14,7 +14,7 @@ public func twofactorAuthenticate(_ pamh: OpaquePointer?, _ flags: Int32, _ argc
     // `flags` is not consulted: PAM_SILENT is deliberately not honoured (see `tell`), and
     // PAM_DISALLOW_NULL_AUTHTOK does not apply to a second factor.
     let options = Options(argc: argc, argv: argv) { argument, problem in
-        log(pamh, LOG_ERR, "option \"\(printable(cStringBytes(argument), limit: 80))\" \(problem)")
+        log(pamh, LOG_ERR, Options.complaint(argument, problem))
     }
     var session = Authentication(pamh: pamh, options: options)
     return session.run()

@@ -129,6 +129,13 @@ struct Options {
         answerSource = sawUseFirstPass ? .useFirstPass : sawTryFirstPass ? .tryFirstPass : .prompt
     }
 
+    /// The log line for a complaint: the argument sanitized by `printable` and quoted, with '"'
+    /// shown as '?' too, so the quotes always delimit the argument.
+    static func complaint(_ argument: UnsafePointer<CChar>, _ problem: String) -> String {
+        let unquoted = cStringBytes(argument).map { $0 == UInt8(ascii: "\"") ? UInt8(ascii: "?") : $0 }
+        return "option \"\(printable(unquoted, limit: 80))\" \(problem)"
+    }
+
     var effectivePrompt: UnsafePointer<CChar> {
         if let prompt { return prompt }
         return Options.cString(forwardPass ? Options.defaultForwardPrompt : Options.defaultPrompt)

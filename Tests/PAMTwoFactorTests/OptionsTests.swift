@@ -145,6 +145,16 @@ final class OptionsTests: XCTestCase {
         ])
     }
 
+    /// The line the module logs for a complaint: a '"' in the argument must not end the quotes
+    /// early (found by the pam-options fuzzer, Tests/attack/fuzz/regressions/pam-options).
+    func testTheLoggedComplaintQuotesTheArgumentUnambiguously() {
+        let argv = ArgumentVector(["x\" is fine\n" + String(repeating: "a", count: 90), "plain"])
+        XCTAssertEqual(Options.complaint(argv.pointers[0]!, "is not a known option; ignored"),
+                       "option \"x? is fine?" + String(repeating: "a", count: 69) + "...\" is not a known option; ignored")
+        XCTAssertEqual(Options.complaint(argv.pointers[1]!, "is not a known option; ignored"),
+                       "option \"plain\" is not a known option; ignored")
+    }
+
     func testNullArgumentsAreSkipped() {
         let argv = ArgumentVector(["debug", "require"])
         free(UnsafeMutablePointer(mutating: argv.pointers[0]))

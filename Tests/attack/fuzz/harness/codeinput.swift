@@ -1,7 +1,7 @@
 // libFuzzer target "codeinput": CodeInput.classify (Sources/TwoFactorCore/CodeInput.swift), what
-// the daemon makes of a typed answer, checked against the PAM module's own pre-filters
-// (isPlausibleCode, looksLikeCode, isRecoveryCharacter in Sources/PAMTwoFactor/Verifier.swift),
-// which this binary contains as ordinary Swift.
+// the daemon makes of a typed answer, checked against the PAM module's pre-filters in CodeShape
+// (Sources/TwoFactorCore/CodeShape.swift, the file the module compiles through a symlink):
+// isPlausibleCode, looksLikeCode (try_first_pass) and codeSplit (forward_pass).
 //
 // Input: first byte picks the digits (6, 7 or 8), the rest is the answer as typed.
 // Properties checked on every input:
@@ -9,10 +9,13 @@
 //  - .recovery(r): r is 12 characters of the recovery alphabet, is its own normal form, and is
 //    the answer uppercased without spaces and dashes.
 //  - .invalid(e): e fits the answer (empty means nothing but spaces, tooLong means over
-//    CodeInput.maxLength bytes, notUTF8, a control character, a wrong length that is wrong).
+//    CodeShape.maxLength bytes, notUTF8, a control character, a wrong length that is wrong).
 //  - classifying the normal form (or the printed XXXX-XXXX-XXXX form) gives the same code.
 //  - what the daemon would accept, the module sends: isPlausibleCode and (try_first_pass)
-//    looksLikeCode are true for it; the module's recovery alphabet equals RecoveryCodes.alphabet.
+//    looksLikeCode are true for it; CodeShape.recoveryCharacter is RecoveryCodes.alphabet.
+//  - forward_pass: codeSplit finds the code the daemon accepts after any password (the answer as
+//    password, then the normal or printed form of an accepted code), and whatever codeSplit cuts
+//    off the end of the answer is a code the daemon accepts.
 import TwoFactorCore
 
 @inline(never)
@@ -27,14 +30,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let digits = 6 + Int(data[0] % 3)
     let answer = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
-    if maxCodeLength != CodeInput.maxLength { fail("module and daemon disagree on the longest code") }
+    if CodeShape.maxLength != CodeInput.maxLength { fail("CodeInput has a longest code of its own") }
 
     let result = CodeInput.classify(answer, digits: digits)
     let significant = answer.filter { $0 != UInt8(ascii: " ") }
     switch result {
     case .totp(let code):
         let bytes = Array(code.utf8)
-        if bytes.count != digits || !bytes.allSatisfy(isDigit) { fail("totp \(code) for \(digits) digits") }
+        if bytes.count != digits || !bytes.allSatisfy(CodeShape.isDigit) { fail("totp \(code) for \(digits) digits") }
         if significant != bytes { fail("totp \(code) is not the answer without spaces") }
         if CodeInput.classify(bytes, digits: digits) != result { fail("totp normal form classifies differently") }
     case .recovery(let code):
@@ -69,11 +72,34 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case .invalid: accepted = false
     }
     answer.withUnsafeBufferPointer { buffer in
-        if accepted && !isPlausibleCode(buffer) { fail("the module refuses an answer the daemon accepts") }
-        if accepted && !looksLikeCode(buffer, digits: digits) { fail("try_first_pass would not take a code the daemon accepts") }
+        if accepted && !CodeShape.isPlausibleCode(buffer) { fail("the module refuses an answer the daemon accepts") }
+        if accepted && !CodeShape.looksLikeCode(buffer, digits: digits) { fail("try_first_pass would not take a code the daemon accepts") }
     }
-    for byte in answer where isRecoveryCharacter(byte) != RecoveryCodes.alphabet.contains(Character(Unicode.Scalar(uppercased(byte)))) {
-        fail("module and daemon recovery alphabets differ at byte \(byte)")
+    for byte in answer {
+        let module = CodeShape.recoveryCharacter(byte).map { Character(Unicode.Scalar($0)) }
+        let daemon = RecoveryCodes.alphabet.contains(Character(Unicode.Scalar(uppercased(byte)))) ? Character(Unicode.Scalar(uppercased(byte))) : nil
+        if module != daemon { fail("module and daemon recovery alphabets differ at byte \(byte)") }
+    }
+
+    // forward_pass: the answer as a password, then an accepted code in the form people type it.
+    var typedForms: [[UInt8]] = []
+    switch result {
+    case .totp(let code): typedForms = [Array(code.utf8)]
+    case .recovery(let code): typedForms = [Array(RecoveryCodes.display(code).utf8), Array(RecoveryCodes.display(code).lowercased().utf8)]
+    case .invalid: break
+    }
+    for form in typedForms {
+        let combined = answer + form
+        let split = combined.withUnsafeBufferPointer { CodeShape.codeSplit($0, digits: digits) }
+        if split != answer.count { fail("forward_pass splits \(combined) at \(split.map(String.init) ?? "nil"), not \(answer.count)") }
+    }
+    // Whatever forward_pass cuts off the end is a code the daemon accepts.
+    if let split = answer.withUnsafeBufferPointer({ CodeShape.codeSplit($0, digits: digits) }) {
+        if split < 0 || split > answer.count { fail("codeSplit \(split) outside the answer") }
+        switch CodeInput.classify(Array(answer[split...]), digits: digits) {
+        case .totp, .recovery: break
+        case .invalid(let error): fail("forward_pass would send \(Array(answer[split...])), which the daemon refuses: \(error)")
+        }
     }
     return 0
 }

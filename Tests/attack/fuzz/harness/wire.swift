@@ -1,6 +1,9 @@
-// libFuzzer target "wire": the wire codec (Sources/TwoFactorWire/Wire.swift). The same file is
-// compiled into the PAM module (a symlink), so this covers the daemon's codec and the module's
-// encoder/decoder alike (here built as ordinary Swift; libFuzzer cannot drive Embedded Swift).
+// libFuzzer target "wire": the wire codec (Sources/TwoFactorWire/Wire.swift) and the PAM module's
+// request encoder (Sources/PAMTwoFactor/Requests.swift, writing through the codec's
+// WireFrameWriter into the module's SecretBytes buffer). Built from Sources/PAMTwoFactorPure, the
+// symlinks to the files the Embedded Swift module compiles, as ordinary Swift (libFuzzer cannot
+// drive Embedded Swift); Wire.swift is the daemon's codec too, so this covers the daemon's codec
+// and the module's encoder and decoder path alike.
 //
 // Properties checked on every input:
 //  - decode(payload:) either succeeds and encodedPayload() gives back exactly the input, or
@@ -11,6 +14,14 @@
 //    through encodedFrame(), payloadLength(header:limit:) and decode(payload:).
 //  - payloadLength(header:limit:) on the input's first 4 bytes: the big-endian value when it is
 //    in 2...limit, else emptyFrame (below 2) or frameTooLarge (above limit); truncated below 4.
+//  - the module's requests, from the input split on 0xFF into user, code, service, remote host and
+//    tty (a missing part is an unset PAM item): check succeeds exactly when the user fits
+//    Product.maxUserNameLength; verify always succeeds within the module's limits (user name,
+//    CodeShape.maxLength) whatever the context; the frame is written in place and is byte for byte
+//    what WireMessage encodes for user, code and the context that is non-empty, at most 1024
+//    bytes and printable ASCII (the rest is left out), in that order; the daemon decodes it within
+//    its request limit. Beyond the limits the encoder throws or still writes the exact frame, and
+//    never writes outside the buffer (AddressSanitizer).
 
 @inline(never)
 func fail(_ message: String) -> Never {
@@ -91,6 +102,88 @@ func buildMessage(_ input: [UInt8]) -> WireMessage {
     return message
 }
 
+/// This harness's own rule for context the module may send (Requests.isSendableContext's doc).
+func sendable(_ value: [UInt8]?) -> [UInt8]? {
+    guard let value, !value.isEmpty, value.count <= 1024, value.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else { return nil }
+    return value
+}
+
+/// The frame the daemon's side of the codec writes for these fields.
+func expectedFrame(_ operation: Operation, _ fields: [(FieldTag, [UInt8])]) -> [UInt8] {
+    var message = WireMessage(operation: operation)
+    for (tag, value) in fields {
+        do throws(WireError) { try message.append(tag, bytes: value) } catch { fail("append threw \(error)") }
+    }
+    return message.encodedFrame()
+}
+
+/// A frame the module wrote: in place, exact, and acceptable to the daemon.
+func checkRequest(_ request: borrowing SecretBytes, expected: [UInt8]) {
+    if request.bytes.baseAddress != UnsafePointer(request.base) { fail("request not written in place") }
+    if request.count > request.capacity { fail("request count \(request.count) over capacity \(request.capacity)") }
+    if Array(request.bytes) != expected { fail("module request \(Array(request.bytes)) is not \(expected)") }
+    do throws(WireError) {
+        let length = try WireMessage.payloadLength(header: Array(request.bytes.prefix(4)), limit: WireProtocol.maxRequestLength)
+        if length != request.count - 4 { fail("request length prefix") }
+    } catch {
+        fail("the daemon would refuse the module's request: \(error)")
+    }
+}
+
+func withOptionalBuffer<T>(_ bytes: [UInt8]?, _ body: (UnsafeBufferPointer<UInt8>?) -> T) -> T {
+    guard let bytes else { return body(nil) }
+    return bytes.withUnsafeBufferPointer { body($0) }
+}
+
+func checkModuleRequests(_ input: [UInt8]) {
+    let parts = input.split(separator: 0xFF, maxSplits: 4, omittingEmptySubsequences: false).map(Array.init)
+    let user = parts.first ?? []
+    let code = parts.count > 1 ? parts[1] : []
+    let service: [UInt8]? = parts.count > 2 ? parts[2] : nil
+    let remoteHost: [UInt8]? = parts.count > 3 ? parts[3] : nil
+    let tty: [UInt8]? = parts.count > 4 ? parts[4] : nil
+    let userFits = user.count <= Product.maxUserNameLength
+
+    // check
+    var check = SecretBytes(capacity: Requests.checkCapacity)
+    do throws(WireError) {
+        try user.withUnsafeBufferPointer { (buffer) throws(WireError) in try Requests.check(user: buffer, into: &check) }
+        if !userFits { fail("check encoded a user name of \(user.count) bytes into its fixed buffer") }
+        checkRequest(check, expected: expectedFrame(.check, [(.user, user)]))
+    } catch {
+        if userFits { fail("check failed for a user name of \(user.count) bytes: \(error)") }
+        if error != .bufferTooSmall { fail("check threw \(error)") }
+    }
+
+    // verify
+    let context: [(FieldTag, [UInt8]?)] = [(.service, service), (.remoteHost, remoteHost), (.tty, tty)]
+    let fields = [(FieldTag.user, user), (.code, code)] + context.compactMap { tag, value in sendable(value).map { (tag, $0) } }
+    var verify = SecretBytes(capacity: Requests.verifyCapacity)
+    let thrown: WireError? = user.withUnsafeBufferPointer { user in
+        code.withUnsafeBufferPointer { code in
+            withOptionalBuffer(service) { service in
+                withOptionalBuffer(remoteHost) { remoteHost in
+                    withOptionalBuffer(tty) { tty in
+                        do throws(WireError) {
+                            try Requests.verify(user: user, code: code, service: service, remoteHost: remoteHost,
+                                                tty: tty, into: &verify)
+                            return nil
+                        } catch {
+                            return error
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let thrown {
+        if userFits && code.count <= CodeShape.maxLength { fail("verify failed within the module's limits: \(thrown)") }
+        if thrown != .bufferTooSmall && thrown != .frameTooLarge { fail("verify threw \(thrown)") }
+    } else {
+        checkRequest(verify, expected: expectedFrame(.verify, fields))
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
@@ -130,5 +223,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     checkHeader(header, limit: WireProtocol.maxRequestLength)
     checkHeader(header, limit: WireProtocol.maxResponseLength)
     if input.count >= 8 { checkHeader(header, limit: bigEndian32(input[4..<8])) }
+
+    // 4. The module's requests.
+    checkModuleRequests(input)
     return 0
 }
