@@ -1,0 +1,114 @@
+"""Races against the real twofactord: many verifications of one code at the same moment, and
+verifications racing a recovery-code regeneration or a disable (issue 12, "Races").
+
+Each race is repeated (TWOFACTOR_ATTACK_REPEAT, default 3; 30 in the long form); every client
+has its own connection. Accounts are made by root over the wire with made-up names (root may
+manage any name), with lockout out of the way so every attempt is judged (conftest.py)."""
+import time
+from collections import Counter
+
+from attack_kit import Shot, fire, jitter
+from conftest import count
+from figures import record
+from helpers import unique_name
+
+REPEAT = count("TWOFACTOR_ATTACK_REPEAT", 3, 30)
+CLIENTS = 100
+SPREAD = 0.03   # seconds over which the racing requests of one round are spread
+
+
+def _verify(user, code, label=None, delay=0.0):
+    return Shot(label if label is not None else code, "verify", {"user": user, "code": code}, delay)
+
+
+def test_one_totp_code_is_accepted_once_among_100_concurrent_verifications(attack_daemon):
+    began = time.monotonic()
+    for _ in range(REPEAT):
+        user = unique_name("tfr")
+        enrollment = attack_daemon.enroll(user)
+        code = enrollment.code(1)   # a step newer than the confirming one: valid once
+        shots = fire(attack_daemon.socket, [_verify(user, code, i) for i in range(CLIENTS)])
+        statuses = Counter(shot.status for shot in shots)
+        assert statuses == {"accepted": 1, "codeReused": CLIENTS - 1}, statuses
+        assert attack_daemon.request("verify", {"user": user, "code": code}).status == "codeReused"
+    record(f"races: {REPEAT} x {CLIENTS} concurrent verifies of one TOTP code, "
+           f"1 accepted each ({time.monotonic() - began:.1f} s)")
+
+
+def test_one_recovery_code_is_accepted_once_among_100_concurrent_verifications(attack_daemon):
+    began = time.monotonic()
+    for _ in range(REPEAT):
+        user = unique_name("tfr")
+        enrollment = attack_daemon.enroll(user)
+        code = enrollment.recovery_codes[0]
+        shots = fire(attack_daemon.socket, [_verify(user, code, i) for i in range(CLIENTS)])
+        statuses = Counter(shot.status for shot in shots)
+        assert statuses == {"accepted": 1, "codeReused": CLIENTS - 1}, statuses
+        accepted = next(shot for shot in shots if shot.status == "accepted")
+        assert accepted.response["recoveryCodesLeft"] == 7, accepted.response
+        assert attack_daemon.request("verify", {"user": user, "code": code}).status == "codeReused"
+    record(f"races: {REPEAT} x {CLIENTS} concurrent verifies of one recovery code, "
+           f"1 accepted each ({time.monotonic() - began:.1f} s)")
+
+
+def _race_against(daemon, control_op, tries_per_code=4):
+    """One round: a fresh account; every old recovery code (and one TOTP code) is sent
+    `tries_per_code` times, spread over SPREAD seconds, while `control_op` (as root) is sent at a
+    random moment in the same spread. Returns (user, enrollment, control shot, verify shots)."""
+    user = unique_name("tfr")
+    enrollment = daemon.enroll(user)
+    totp = enrollment.code(1)
+    codes = enrollment.recovery_codes + [totp]
+    shots = [_verify(user, code, delay=jitter(SPREAD)) for code in codes for _ in range(tries_per_code)]
+    control = Shot(control_op, control_op, {"user": user}, jitter(SPREAD))
+    fire(daemon.socket, shots + [control])
+    assert control.status == "ok", control
+    assert all(not shot.status.startswith("error") for shot in shots), [s for s in shots if s.status.startswith("error")]
+    late = [shot for shot in shots if shot.status == "accepted" and shot.sent > control.answered]
+    assert not late, f"old codes accepted although sent after {control_op} had answered: {late}"
+    accepted = Counter(shot.label for shot in shots if shot.status == "accepted")
+    assert all(n == 1 for n in accepted.values()), f"a code accepted twice: {accepted}"
+    return user, enrollment, control, shots
+
+
+def _interleaving(control, shots):
+    """(accepted old codes, verifies sent after the control answered, accepted old codes whose
+    answer arrived after the control's although sent before it): the first two nonzero over a
+    run show the race really interleaved. The third is legitimate: a verify sent earlier may be
+    committed first and still be answered later (answers leave on several threads)."""
+    won = sum(1 for shot in shots if shot.status == "accepted")
+    after = sum(1 for shot in shots if shot.sent > control.answered)
+    overtaken = sum(1 for shot in shots if shot.status == "accepted" and shot.answered > control.answered)
+    return won, after, overtaken
+
+
+def test_no_old_recovery_code_is_accepted_after_regeneration_answered(attack_daemon):
+    began = time.monotonic()
+    won = after = overtaken = 0
+    for _ in range(REPEAT):
+        user, enrollment, control, shots = _race_against(attack_daemon, "regenerateRecoveryCodes")
+        new_codes = control.response["recoveryCode"]
+        assert len(new_codes) == 8 and not set(new_codes) & set(enrollment.recovery_codes), control.response
+        for old in enrollment.recovery_codes:
+            answer = attack_daemon.request("verify", {"user": user, "code": old})
+            # used or not, every old code went with the old set
+            assert answer.status == "wrongCode", (old, answer)
+        assert attack_daemon.request("verify", {"user": user, "code": new_codes[0]}).status == "accepted"
+        w, a, o = _interleaving(control, shots)
+        won, after, overtaken = won + w, after + a, overtaken + o
+    record(f"races: {REPEAT} rounds of 36 verifies racing a regeneration: {won} old codes won before it, "
+           f"{after} verifies sent after its answer, none accepted; {overtaken} answered after it though sent before ({time.monotonic() - began:.1f} s)")
+
+
+def test_no_code_is_accepted_after_disable_answered(attack_daemon):
+    began = time.monotonic()
+    won = after = overtaken = 0
+    for _ in range(REPEAT):
+        user, enrollment, control, shots = _race_against(attack_daemon, "disable")
+        for code in enrollment.recovery_codes + [enrollment.code(1), enrollment.code(0)]:
+            answer = attack_daemon.request("verify", {"user": user, "code": code})
+            assert answer.status == "notEnrolled", (code, answer)
+        w, a, o = _interleaving(control, shots)
+        won, after, overtaken = won + w, after + a, overtaken + o
+    record(f"races: {REPEAT} rounds of 36 verifies racing a disable: {won} codes won before it, "
+           f"{after} verifies sent after its answer, none accepted; {overtaken} answered after it though sent before ({time.monotonic() - began:.1f} s)")
