@@ -233,9 +233,9 @@ def small_tmpfs():
         os.rmdir(mountpoint)
 
 
-def fill(directory):
+def fill(directory, name="filler"):
     """Writes a file until the filesystem refuses another byte. Returns its path."""
-    path = os.path.join(directory, "filler")
+    path = os.path.join(directory, name)
     with open(path, "wb", buffering=0) as f:
         for size in (1 << 16, 1 << 12, 1):
             try:
@@ -270,11 +270,27 @@ def test_a_full_disk_answers_errors_never_accepts_and_loses_nothing(tmp_path, sm
             assert answer.status == "internalError", (what, answer, daemon.log()[-2000:])
         assert daemon.process.poll() is None, "the daemon died on a full disk"
 
+        # A restart on the full disk (stopping frees the WAL, so fill again): the daemon refuses
+        # to start or answers errors, and never accepts.
+        daemon.stop()
+        more = fill(small_tmpfs, "filler2")
+        try:
+            daemon.start()
+        except RuntimeError:
+            restarted = "refused to start"
+        else:
+            answer = daemon.request("verify", {"user": other.user, "code": other.recovery_codes[1]})
+            assert answer.status == "internalError", answer
+            restarted = "started and answered internalError"
+            daemon.stop()
+        os.unlink(more)
         os.unlink(filler)
+        daemon.start()
         assert daemon.request("verify", {"user": used.user, "code": used_totp}).status == "codeReused"
         assert daemon.request("verify", {"user": used.user, "code": used_recovery}).status == "codeReused"
         assert daemon.request("verify", {"user": other.user, "code": fresh_totp}).status == "accepted"
         assert daemon.request("verify", {"user": other.user, "code": other.recovery_codes[0]}).status == "accepted"
+        assert daemon.request("verify", {"user": other.user, "code": other.recovery_codes[1]}).status == "accepted"
         daemon.enroll(unique_name("tfd"))
 
         daemon.stop()
@@ -283,6 +299,7 @@ def test_a_full_disk_answers_errors_never_accepts_and_loses_nothing(tmp_path, sm
         for user, code in ((used.user, used_totp), (used.user, used_recovery),
                            (other.user, fresh_totp), (other.user, other.recovery_codes[0])):
             assert daemon.request("verify", {"user": user, "code": code}).status == "codeReused"
-        record("full disk: 6 requests on a full 2 MiB tmpfs answered internalError; nothing lost after freeing it")
+        record(f"full disk: 6 requests on a full 2 MiB tmpfs answered internalError; a restart on it {restarted}; "
+               "nothing lost after freeing it")
     finally:
         daemon.destroy()
