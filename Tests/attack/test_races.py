@@ -1,7 +1,7 @@
 """Races against the real twofactord: many verifications of one code at the same moment, and
 verifications racing a recovery-code regeneration or a disable (issue 12, "Races").
 
-Each race is repeated (TWOFACTOR_ATTACK_REPEAT, default 3; 100 in the long form); every client
+Each race is repeated (TWOFACTOR_ATTACK_REPEAT, default 5; 100 in the long form); every client
 has its own connection. Accounts are made by root over the wire with made-up names (root may
 manage any name), with lockout out of the way so every attempt is judged (conftest.py)."""
 import time
@@ -12,7 +12,7 @@ from conftest import count
 from figures import record
 from helpers import unique_name
 
-REPEAT = count("TWOFACTOR_ATTACK_REPEAT", 3, 100)
+REPEAT = count("TWOFACTOR_ATTACK_REPEAT", 5, 100)
 CLIENTS = 100
 SPREAD = 0.03   # seconds over which the racing requests of one round are spread
 
