@@ -54,7 +54,8 @@ def test_one_recovery_code_is_accepted_once_among_100_concurrent_verifications(a
 def _race_against(daemon, control_op, tries_per_code=4):
     """One round: a fresh account; every old recovery code (and one TOTP code) is sent
     `tries_per_code` times, spread over SPREAD seconds, while `control_op` (as root) is sent at a
-    random moment in the same spread. Returns (user, enrollment, control shot, verify shots)."""
+    random moment in the same spread. Returns (user, enrollment, control shot, the verify shots
+    of the codes the control ends: the old recovery codes, and for a disable the TOTP code)."""
     user = unique_name("tfr")
     enrollment = daemon.enroll(user)
     totp = enrollment.code(1)
@@ -64,11 +65,14 @@ def _race_against(daemon, control_op, tries_per_code=4):
     fire(daemon.socket, shots + [control])
     assert control.status == "ok", control
     assert all(not shot.status.startswith("error") for shot in shots), [s for s in shots if s.status.startswith("error")]
-    late = [shot for shot in shots if shot.status == "accepted" and shot.sent > control.answered]
+    # A regeneration leaves the TOTP code valid; only a disable ends it too.
+    ended = set(enrollment.recovery_codes) | ({totp} if control_op == "disable" else set())
+    late = [shot for shot in shots if shot.status == "accepted" and shot.sent > control.answered
+            and shot.label in ended]
     assert not late, f"old codes accepted although sent after {control_op} had answered: {late}"
     accepted = Counter(shot.label for shot in shots if shot.status == "accepted")
     assert all(n == 1 for n in accepted.values()), f"a code accepted twice: {accepted}"
-    return user, enrollment, control, shots
+    return user, enrollment, control, [shot for shot in shots if shot.label in ended]
 
 
 def _interleaving(control, shots):
@@ -112,3 +116,25 @@ def test_no_code_is_accepted_after_disable_answered(attack_daemon):
         won, after, overtaken = won + w, after + a, overtaken + o
     record(f"races: {REPEAT} rounds of 36 verifies racing a disable: {won} codes won before it, "
            f"{after} verifies sent after its answer, none accepted; {overtaken} answered after it though sent before ({time.monotonic() - began:.1f} s)")
+
+
+def test_a_code_given_as_proof_for_a_change_is_spent_once_among_concurrent_verifications(attack_daemon):
+    """The same code sent 99 times to verify and once as the proof of possession of a
+    regeneration or a disable (root may give one; it is then checked and spent like any other):
+    exactly one of the 100 requests succeeds."""
+    began = time.monotonic()
+    changes = Counter()
+    for round in range(REPEAT):
+        op = ("regenerateRecoveryCodes", "disable")[round % 2]
+        user = unique_name("tfr")
+        enrollment = attack_daemon.enroll(user)
+        code = enrollment.code(1) if round % 4 < 2 else enrollment.recovery_codes[0]
+        change = Shot(op, op, {"user": user, "code": code})
+        shots = fire(attack_daemon.socket, [_verify(user, code, i) for i in range(CLIENTS - 1)] + [change])
+        statuses = Counter(shot.status for shot in shots)
+        wins = statuses["accepted"] + (change.status == "ok")
+        assert wins == 1, statuses
+        assert set(statuses) <= {"accepted", "ok", "codeReused", "notEnrolled"}, statuses
+        changes[f"{op} {'won' if change.status == 'ok' else 'lost'}"] += 1
+    record(f"races: {REPEAT} x {CLIENTS} requests spending one code (99 verifies + a regeneration or "
+           f"disable with it), 1 success each; {dict(changes)} ({time.monotonic() - began:.1f} s)")
