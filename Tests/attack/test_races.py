@@ -4,6 +4,7 @@ verifications racing a recovery-code regeneration or a disable (issue 12, "Races
 Each race is repeated (TWOFACTOR_ATTACK_REPEAT, default 5; 100 in the long form); every client
 has its own connection. Accounts are made by root over the wire with made-up names (root may
 manage any name), with lockout out of the way so every attempt is judged (conftest.py)."""
+import random
 import time
 from collections import Counter
 
@@ -119,9 +120,9 @@ def test_no_code_is_accepted_after_disable_answered(attack_daemon):
 
 
 def test_a_code_given_as_proof_for_a_change_is_spent_once_among_concurrent_verifications(attack_daemon):
-    """The same code sent 99 times to verify and once as the proof of possession of a
+    """The same code sent 99 (or 3) times to verify and once as the proof of possession of a
     regeneration or a disable (root may give one; it is then checked and spent like any other):
-    exactly one of the 100 requests succeeds."""
+    exactly one of the requests succeeds."""
     began = time.monotonic()
     changes = Counter()
     for round in range(REPEAT):
@@ -130,11 +131,14 @@ def test_a_code_given_as_proof_for_a_change_is_spent_once_among_concurrent_verif
         enrollment = attack_daemon.enroll(user)
         code = enrollment.code(1) if round % 4 < 2 else enrollment.recovery_codes[0]
         change = Shot(op, op, {"user": user, "code": code})
-        shots = fire(attack_daemon.socket, [_verify(user, code, i) for i in range(CLIENTS - 1)] + [change])
+        # Against 99 verifies the change rarely wins; against 3 it often does: both must hold.
+        shots = [_verify(user, code, i) for i in range(CLIENTS - 1 if (round // 4) % 2 == 0 else 3)]
+        shots.insert(random.randrange(len(shots) + 1), change)   # threads start in list order
+        fire(attack_daemon.socket, shots)
         statuses = Counter(shot.status for shot in shots)
         wins = statuses["accepted"] + (change.status == "ok")
         assert wins == 1, statuses
         assert set(statuses) <= {"accepted", "ok", "codeReused", "notEnrolled"}, statuses
         changes[f"{op} {'won' if change.status == 'ok' else 'lost'}"] += 1
-    record(f"races: {REPEAT} x {CLIENTS} requests spending one code (99 verifies + a regeneration or "
+    record(f"races: {REPEAT} rounds of requests spending one code (99 or 3 verifies + a regeneration or "
            f"disable with it), 1 success each; {dict(changes)} ({time.monotonic() - began:.1f} s)")
