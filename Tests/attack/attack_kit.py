@@ -3,11 +3,25 @@
 Each request has its own socket, connected before the start signal, so the daemon sees many
 clients at the same moment. Moments are time.monotonic() in this process: `sent` just before the
 frame is written, `answered` just after the whole answer was read."""
+import os
 import random
 import threading
 import time
 
 import twofactor_wire as wire
+
+LONG = os.environ.get("TWOFACTOR_ATTACK_LONG", "") not in ("", "0", "no")
+
+
+def count(name, short, long):
+    """A repetition count: the environment variable `name`, else the short or long default."""
+    value = os.environ.get(name)
+    return int(value) if value else (long if LONG else short)
+
+
+# Every attempt is judged: no lockout gets in the way of counting accepts, and root has room for
+# more than 100 connections at once (root's slots are four times max_connections).
+ATTACK_CONFIG = {"max_failures": 1000000, "max_connections": 64}
 
 
 class Shot:

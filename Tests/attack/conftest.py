@@ -13,19 +13,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
 
 from helpers import Daemon, factory  # noqa: E402  (the kit lives in Tests/integration)
-
-LONG = os.environ.get("TWOFACTOR_ATTACK_LONG", "") not in ("", "0", "no")
-
-
-def count(name, short, long):
-    """A repetition count: the environment variable `name`, else the short or long default."""
-    value = os.environ.get(name)
-    return int(value) if value else (long if LONG else short)
-
-
-# Every attempt is judged: no lockout gets in the way of counting accepts, and root has room for
-# more than 100 connections at once (root's slots are four times max_connections).
-ATTACK_CONFIG = {"max_failures": 1000000, "max_connections": 64}
+from attack_kit import ATTACK_CONFIG  # noqa: E402
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from collections import Counter
 import pytest
 
 import twofactor_wire as wire
-from conftest import ATTACK_CONFIG, LONG, count
+from attack_kit import ATTACK_CONFIG, LONG, count
 from figures import record
 from helpers import Daemon, totp, unique_name
 
