@@ -45,22 +45,27 @@ public enum KeyFile {
     /// Refuses a key that group or others can read, that someone other than root or the daemon's
     /// user owns, or that is not exactly 32 bytes.
     public static func loadOrCreate(path: String) throws(KeyFileError) -> [UInt8] {
-        for _ in 0..<20 {
-            if let key = try create(path: path) { return key }
-            if let key = try read(path: path) { return key }
-            // Another process created it a moment ago and is still writing: look again.
-            usleep(50_000)
-        }
+        if let key = try create(path: path) { return key }
+        // create() puts only whole keys in place, so a short file is never one still being written.
+        if let key = try read(path: path) { return key }
         throw KeyFileError(path: path, message: "is shorter than \(length) bytes")
     }
 
-    /// nil when the file already exists.
+    /// nil when the file already exists. The key is written and synced under a temporary name and
+    /// only then linked into place, so `path` never holds a partial key: a crash or power loss
+    /// while creating it leaves at most a stray temporary file, not a short key that stops every
+    /// later start.
     static func create(path: String) throws(KeyFileError) -> [UInt8]? {
+        var info = stat()
+        if lstat(path, &info) == 0 { return nil }
+        guard errno == ENOENT else {
+            throw KeyFileError(path: path, message: "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        let temporary = path + ".new-" + SecureRandom.bytes(8).map { String(format: "%02x", $0) }.joined()
         // O_EXCL: never follow or reuse something planted there; the mode is set with fchmod too,
         // so a permissive umask cannot widen it.
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if fd < 0 {
-            if errno == EEXIST { return nil }
             throw KeyFileError(path: path, message: "cannot create: \(String(cString: strerror(errno)))")
         }
         var key = SecureRandom.bytes(length)
@@ -69,8 +74,17 @@ public enum KeyFile {
         close(fd)
         guard ok else {
             ConstantTime.zero(&key)
-            unlink(path)
+            unlink(temporary)
             throw KeyFileError(path: path, message: "cannot write: \(String(cString: strerror(failure)))")
+        }
+        // link() never replaces anything: EEXIST when another daemon (or anything planted) got there first.
+        let linked = link(temporary, path) == 0
+        let linkFailure = errno
+        unlink(temporary)
+        guard linked else {
+            ConstantTime.zero(&key)
+            if linkFailure == EEXIST { return nil }
+            throw KeyFileError(path: path, message: "cannot create: \(String(cString: strerror(linkFailure)))")
         }
         syncDirectory(of: path)
         return key
