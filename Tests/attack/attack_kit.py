@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.normpath(INTEGRATION))
 
 import helpers  # noqa: E402
 import twofactor_wire as wire  # noqa: E402
-from helpers import Daemon, ThrowawayGroup, ThrowawayUser, factory  # noqa: E402
+from helpers import ThrowawayGroup, ThrowawayUser, factory  # noqa: E402
 
 # --- what the tests used, for test_leaks.py -----------------------------------------------------
 
@@ -150,15 +150,7 @@ def finish_daemon(daemon):
 @pytest.fixture
 def attack_daemon_factory(tmp_path_factory):
     """attack_daemon_factory(max_failures=3, ...) -> a started private Daemon."""
-    def start(**overrides):
-        d = Daemon(tmp_path_factory.mktemp("twofactord"), overrides)
-        try:
-            return d.start()
-        except BaseException:
-            finish_daemon(d)
-            raise
-
-    yield from factory(start, finish_daemon)
+    yield from helpers.daemons(tmp_path_factory, finish=finish_daemon)
 
 
 @pytest.fixture

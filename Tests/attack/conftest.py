@@ -12,21 +12,13 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
 
-from helpers import Daemon, factory  # noqa: E402  (the kit lives in Tests/integration)
+from helpers import daemons  # noqa: E402  (the kit lives in Tests/integration)
 from race_kit import ATTACK_CONFIG  # noqa: E402
 
 
 @pytest.fixture
 def race_daemon_factory(tmp_path_factory):
-    def start(**overrides):
-        d = Daemon(tmp_path_factory.mktemp("twofactord"), {**ATTACK_CONFIG, **overrides})
-        try:
-            return d.start()
-        except BaseException:
-            d.destroy()
-            raise
-
-    yield from factory(start, Daemon.destroy)
+    yield from daemons(tmp_path_factory, ATTACK_CONFIG)
 
 
 @pytest.fixture

@@ -18,22 +18,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from fake_ntp_server import FakeNTPServer  # noqa: E402  (the kit lives beside this file)
 from helpers import (  # noqa: E402
-    Daemon, ThrowawayUser, PamService, factory, unique_name,
+    ThrowawayUser, PamService, daemons, factory, unique_name,
 )
 
 
 @pytest.fixture
 def daemon_factory(tmp_path_factory):
     """Starts daemons with config overrides: daemon_factory(window=2, max_failures=3)."""
-    def start(**overrides):
-        d = Daemon(tmp_path_factory.mktemp("twofactord"), overrides)
-        try:
-            return d.start()
-        except BaseException:
-            d.destroy()
-            raise
-
-    yield from factory(start, Daemon.destroy)
+    yield from daemons(tmp_path_factory)
 
 
 @pytest.fixture

@@ -509,6 +509,23 @@ def pamtester(service, user, answers, operation="authenticate", timeout=30, env=
 
 # --- fixtures -----------------------------------------------------------------------------------
 
+def daemons(tmp_path_factory, defaults=None, finish=None):
+    """The body of every daemon factory fixture (`yield from daemons(tmp_path_factory)`): the
+    test gets start(**overrides), which starts a private Daemon with `defaults` under `overrides`;
+    afterwards each is finished (default: Daemon.destroy), also one that failed to start."""
+    finish = finish or Daemon.destroy
+
+    def start(**overrides):
+        d = Daemon(tmp_path_factory.mktemp("twofactord"), {**(defaults or {}), **overrides})
+        try:
+            return d.start()
+        except BaseException:
+            finish(d)
+            raise
+
+    yield from factory(start, finish)
+
+
 def factory(make, finish, give=lambda thing: thing):
     """The body of a pytest factory fixture (`yield from factory(Thing, Thing.close)`): the test
     gets a function that calls make(...) and returns give(what it made); afterwards finish(thing)
