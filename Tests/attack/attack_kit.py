@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.normpath(INTEGRATION))
 
 import helpers  # noqa: E402
 import twofactor_wire as wire  # noqa: E402
-from helpers import ThrowawayGroup, ThrowawayUser, factory  # noqa: E402
+from helpers import Daemon, ThrowawayGroup, ThrowawayUser, factory  # noqa: E402,F401  (test_privileges imports Daemon from here)
 
 # --- what the tests used, for test_leaks.py -----------------------------------------------------
 
