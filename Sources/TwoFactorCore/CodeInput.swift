@@ -57,6 +57,10 @@ public enum CodeInput: Equatable, Sendable {
         }
         // A recovery code may, rarely, be all digits 2-9, so try it before calling a length wrong.
         if let recovery = RecoveryCodes.normalize(text) { return .recovery(recovery) }
+        // Scratch codes imported from google-authenticator are kept as recovery codes: 8 digits.
+        if allDigits && digitBytes.count == GoogleAuthenticatorFile.scratchCodeLength {
+            return .recovery(String(decoding: digitBytes, as: UTF8.self))
+        }
         if allDigits { return .invalid(.wrongLength(expected: digits, got: digitBytes.count)) }
 
         // Letters from the recovery alphabet but the wrong count: say so, rather than "invalid".

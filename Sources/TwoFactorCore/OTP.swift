@@ -5,6 +5,11 @@ public enum OTPAlgorithm: String, Sendable, CaseIterable {
     case sha1 = "SHA1", sha256 = "SHA256", sha512 = "SHA512"
 }
 
+/// Time-based (RFC 6238) or counter-based (RFC 4226) codes: what an enrollment's secret makes.
+public enum OTPKind: String, Sendable, CaseIterable {
+    case totp, hotp
+}
+
 public enum OTPError: Error, Equatable, CustomStringConvertible {
     case invalidDigits(Int)
     case invalidPeriod(Int)
@@ -90,6 +95,42 @@ public enum HOTP {
         return packed
     }
 
+    /// Largest number of counters one `match` looks at; a bigger range is cut to it, so a bad
+    /// configuration cannot make verification loop for ages.
+    public static let maxSearch: UInt64 = 1001
+
+    /// RFC 4226 section 7.2 (look-ahead): the smallest counter in `counters` whose code is `code`,
+    /// or nil. Every counter of the range is computed and compared in constant time, without
+    /// stopping at a match. `code` must be exactly `digits` ASCII digits.
+    public static func match(code: String, secret: [UInt8], algorithm: OTPAlgorithm, digits: Int,
+                             counters: ClosedRange<UInt64>) -> UInt64? {
+        guard let submitted = packSubmitted(code, digits: digits) else { return nil }
+        let last = counters.lowerBound &+ min(counters.upperBound - counters.lowerBound, maxSearch - 1)
+        var found: UInt64? = nil
+        var counter = counters.lowerBound
+        while true {
+            let expected = packedCode(secret: secret, counter: counter, algorithm: algorithm, digits: digits)
+            if ConstantTime.equals(expected, submitted) && found == nil { found = counter }
+            if counter == last { break }
+            counter += 1
+        }
+        return found
+    }
+
+    /// The submitted code packed like packedCode; nil on a wrong length or a non-digit.
+    static func packSubmitted(_ code: String, digits: Int) -> UInt64? {
+        var code = code
+        return code.withUTF8 { bytes -> UInt64? in
+            guard bytes.count == digits, digits <= 8 else { return nil }
+            var packed: UInt64 = 0
+            for (position, byte) in bytes.reversed().enumerated() {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                packed |= UInt64(byte) << (8 * UInt64(position))
+            }
+            return packed
+        }
+    }
+
     /// RFC 4226 section 5.3: HMAC over the big-endian counter, then dynamic truncation to 31 bits.
     static func truncatedValue(secret: [UInt8], counter: UInt64, algorithm: OTPAlgorithm) -> UInt64 {
         var counterBigEndian = counter.bigEndian
@@ -171,18 +212,7 @@ public struct TOTP: Sendable {
     /// ASCII digits; anything else returns nil.
     public func match(code: String, at unixTime: Int64, window: Int, driftSteps: Int64 = 0) -> TOTPMatch? {
         let digits = parameters.digits
-        var code = code
-        // Packs the submitted code the same way as packedCode; fails on wrong length or non-digits.
-        let submitted: UInt64? = code.withUTF8 { bytes -> UInt64? in
-            guard bytes.count == digits, digits <= 8 else { return nil }
-            var packed: UInt64 = 0
-            for (position, byte) in bytes.reversed().enumerated() {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                packed |= UInt64(byte) << (8 * UInt64(position))
-            }
-            return packed
-        }
-        guard let submitted else { return nil }
+        guard let submitted = HOTP.packSubmitted(code, digits: digits) else { return nil }
 
         let current = step(at: unixTime)
         let accepted = Self.acceptedSteps(current: current, window: window, driftSteps: driftSteps)

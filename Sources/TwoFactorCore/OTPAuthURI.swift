@@ -46,12 +46,15 @@ public struct OTPAuthURI: Sendable, Equatable {
     public var account: String
     public var secret: [UInt8]
     public var parameters: OTPParameters
+    /// Set for a counter-based (HOTP) key: the URI is otpauth://hotp/...&counter=N, without period.
+    public var hotpCounter: UInt64?
 
-    public init(issuer: String, account: String, secret: [UInt8], parameters: OTPParameters) {
+    public init(issuer: String, account: String, secret: [UInt8], parameters: OTPParameters, hotpCounter: UInt64? = nil) {
         self.issuer = issuer
         self.account = account
         self.secret = secret
         self.parameters = parameters
+        self.hotpCounter = hotpCounter
     }
 
     /// otpauth://totp/<issuer>:<account>?secret=...&issuer=...&algorithm=...&digits=...&period=...
@@ -64,6 +67,10 @@ public struct OTPAuthURI: Sendable, Equatable {
             query += "&issuer=" + Self.percentEncode(issuer)
         }
         query += "&algorithm=" + parameters.algorithm.rawValue
+        if let hotpCounter {
+            query += "&digits=\(parameters.digits)&counter=\(hotpCounter)"
+            return "otpauth://hotp/" + label + "?" + query
+        }
         query += "&digits=\(parameters.digits)&period=\(parameters.period)"
         return "otpauth://totp/" + label + "?" + query
     }

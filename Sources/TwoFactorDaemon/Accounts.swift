@@ -13,6 +13,8 @@ public struct AccountPolicy: Sendable {
     public var lockoutMaxSeconds: Int64
     public var driftLearning: Bool
     public var driftMaxSteps: Int
+    public var hotpLookAhead: Int
+    public var hotpResyncWindow: Int
 
     public init(config: DaemonConfig) {
         parameters = config.parameters
@@ -23,6 +25,8 @@ public struct AccountPolicy: Sendable {
         lockoutMaxSeconds = config.lockoutMaxSeconds
         driftLearning = config.driftLearning
         driftMaxSteps = config.driftMaxSteps
+        hotpLookAhead = config.hotpLookAhead
+        hotpResyncWindow = config.hotpResyncWindow
     }
 
     /// The drift to remember after a code matched at `offset` steps from now: the offset, bounded
@@ -72,6 +76,8 @@ public struct AccountStatus: Sendable, Equatable {
     public var failures: Int
     public var lockedUntil: Int64?
     public var driftSteps: Int64
+    /// "totp" or "hotp" for an enrolled account.
+    public var kind: String? = nil
 }
 
 public struct EnrollmentStart: Sendable, Equatable {
@@ -79,6 +85,46 @@ public struct EnrollmentStart: Sendable, Equatable {
     public var parameters: OTPParameters
     public var issuer: String
     public var uri: String
+    public var kind: OTPKind = .totp
+    /// HOTP: the counter the URI starts the token at.
+    public var counter: UInt64? = nil
+}
+
+/// A key set by root for another account (`twofactor admin enroll`, an import): a hardware
+/// token's secret or a google-authenticator file's, with the state that comes with it.
+public struct AdminEnrollment: Sendable {
+    public var secret: [UInt8]
+    public var kind: OTPKind
+    public var parameters: OTPParameters
+    /// HOTP: the next counter the token will show.
+    public var counter: UInt64?
+    /// TOTP: the highest step already used elsewhere; codes up to it are refused as replays.
+    public var lastStep: Int64?
+    /// The account's own window (steps either side for TOTP, look-ahead for HOTP).
+    public var window: Int?
+    /// The account's recovery codes as typed (imported scratch codes); nil: 8 new ones are made.
+    public var importedCodes: [String]?
+    /// Replace an existing enrollment (otherwise alreadyEnrolled).
+    public var replace: Bool
+
+    public init(secret: [UInt8], kind: OTPKind, parameters: OTPParameters, counter: UInt64? = nil, lastStep: Int64? = nil,
+                window: Int? = nil, importedCodes: [String]? = nil, replace: Bool = false) {
+        self.secret = secret
+        self.kind = kind
+        self.parameters = parameters
+        self.counter = counter
+        self.lastStep = lastStep
+        self.window = window
+        self.importedCodes = importedCodes
+        self.replace = replace
+    }
+}
+
+/// What adminEnroll answers: new recovery codes (none when they were imported) and how many the
+/// account has.
+public struct AdminEnrollmentResult: Sendable, Equatable {
+    public var newRecoveryCodes: [String]
+    public var recoveryCodesLeft: Int
 }
 
 /// The outcome of a management operation: a status, the audit reason and any payload.
@@ -130,11 +176,16 @@ public struct AccountRules: Sendable {
         switch CodeInput.classify(code, digits: enrollment.digits) {
         case .invalid:
             outcome = VerifyOutcome(.wrongCode, .invalidCode)
+        case .totp(let digits) where enrollment.kind == OTPKind.hotp.rawValue:
+            outcome = try checkHOTP(digits, account: &account, enrollment: enrollment)
         case .totp(let digits):
             outcome = try checkTOTP(digits, account: &account, enrollment: enrollment, moment)
         case .recovery(let normalized):
             outcome = try checkRecoveryCode(normalized, account: account, transaction, moment)
         }
+        // RFC 4226 7.4 asks for two consecutive codes: anything but the first of them ends a
+        // resynchronisation in progress.
+        if outcome.reason != .resyncPending { account.hotpResyncCounter = nil }
         if outcome.status == .accepted {
             account.clearLockout()
             account.lastUsedAt = moment.now
@@ -152,9 +203,9 @@ public struct AccountRules: Sendable {
     /// the secret's buffer lives only inside `match`, so the wipe happens in place rather than on
     /// a copy (which would leave the secret in freed memory).
     private func matchCode(_ digits: String, sealed: [UInt8], account: String, parameters: OTPParameters,
-                           at time: Int64, driftSteps: Int64) throws -> TOTPMatch? {
+                           at time: Int64, driftSteps: Int64, window: Int) throws -> TOTPMatch? {
         var secret = try keys.openSecret(sealed, account: account)
-        let found = Self.match(digits, secret: secret, parameters: parameters, at: time, window: policy.window,
+        let found = Self.match(digits, secret: secret, parameters: parameters, at: time, window: window,
                                driftSteps: driftSteps)
         ConstantTime.zero(&secret)
         return found
@@ -170,7 +221,7 @@ public struct AccountRules: Sendable {
         let drift = policy.driftLearning ? account.driftSteps : 0
         guard let match = try matchCode(digits, sealed: enrollment.sealedSecret, account: account.name,
                                         parameters: try parameters(of: enrollment), at: moment.otpTime,
-                                        driftSteps: drift) else {
+                                        driftSteps: drift, window: account.window ?? policy.window) else {
             return VerifyOutcome(.wrongCode, .wrongCode)
         }
         if let last = account.lastStep, match.step <= last {
@@ -181,6 +232,47 @@ public struct AccountRules: Sendable {
         var outcome = VerifyOutcome(.accepted, .ok)
         outcome.method = .totp
         return outcome
+    }
+
+    /// RFC 4226: the next expected counter and hotp_look_ahead (or the account's window) after
+    /// it; beyond that, up to hotp_resync_window, the first of two consecutive codes
+    /// (section 7.4). A code for a counter already passed is a replay.
+    private func checkHOTP(_ digits: String, account: inout AccountRecord, enrollment: EnrollmentRecord) throws -> VerifyOutcome {
+        let parameters = try parameters(of: enrollment)
+        let next = UInt64(max(0, account.hotpCounter ?? 0))
+        let lookAhead = UInt64(max(0, account.window ?? policy.hotpLookAhead))
+        let resyncWindow = UInt64(max(0, policy.hotpResyncWindow))
+        var secret = try keys.openSecret(enrollment.sealedSecret, account: account.name)
+        defer { ConstantTime.zero(&secret) }
+        func match(_ counters: ClosedRange<UInt64>) -> UInt64? {
+            HOTP.match(code: digits, secret: secret, algorithm: parameters.algorithm, digits: parameters.digits,
+                       counters: counters)
+        }
+        var accepted = VerifyOutcome(.accepted, .ok)
+        accepted.method = .hotp
+        if let counter = match(next...Self.adding(next, lookAhead)) {
+            account.hotpCounter = Int64(clamping: Self.adding(counter, 1))
+            return accepted
+        }
+        if let first = account.hotpResyncCounter.map({ UInt64(max(0, $0)) }), first >= next,
+           match(Self.adding(first, 1)...Self.adding(first, 1)) != nil {
+            account.hotpCounter = Int64(clamping: Self.adding(first, 2))
+            return accepted
+        }
+        if resyncWindow > lookAhead,
+           let counter = match(Self.adding(next, lookAhead + 1)...Self.adding(next, resyncWindow)) {
+            account.hotpResyncCounter = Int64(clamping: counter)
+            return VerifyOutcome(.wrongCode, .resyncPending)
+        }
+        if next > 0, match((next - min(next, lookAhead + 1))...(next - 1)) != nil {
+            return VerifyOutcome(.codeReused, .codeReused)
+        }
+        return VerifyOutcome(.wrongCode, .wrongCode)
+    }
+
+    static func adding(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : sum
     }
 
     private func checkRecoveryCode(_ normalized: String, account: AccountRecord, _ transaction: any AccountTransaction,
@@ -211,7 +303,7 @@ public struct AccountRules: Sendable {
     // MARK: Enrollment
 
     public func enrollBegin(_ transaction: any AccountTransaction, user: String, issuer: String?,
-                            at moment: Moment) throws -> ManagementOutcome<EnrollmentStart> {
+                            kind: OTPKind = .totp, at moment: Moment) throws -> ManagementOutcome<EnrollmentStart> {
         var account = try transaction.account(named: user) ?? AccountRecord(name: user)
         if account.enrollment != nil { return .refused(.alreadyEnrolled, .alreadyEnrolled) }
         let parameters = policy.parameters
@@ -220,12 +312,17 @@ public struct AccountRules: Sendable {
         var secret = SecureRandom.bytes(length)
         let sealed = try keys.sealSecret(secret, account: user)
         account.pending = EnrollmentRecord(sealedSecret: sealed, algorithm: parameters.algorithm.rawValue,
-                                           digits: parameters.digits, period: parameters.period, createdAt: moment.now)
+                                           digits: parameters.digits, period: parameters.period, createdAt: moment.now,
+                                           kind: kind.rawValue)
         try transaction.save(account)
         let shownIssuer = issuer ?? policy.issuer
-        let uri = OTPAuthURI(issuer: shownIssuer, account: user, secret: secret, parameters: parameters).uriString
+        // A new HOTP token starts at counter 0.
+        let counter: UInt64? = kind == .hotp ? 0 : nil
+        let uri = OTPAuthURI(issuer: shownIssuer, account: user, secret: secret, parameters: parameters,
+                             hotpCounter: counter).uriString
         defer { ConstantTime.zero(&secret) }
-        return .ok(EnrollmentStart(secret: secret, parameters: parameters, issuer: shownIssuer, uri: uri))
+        return .ok(EnrollmentStart(secret: secret, parameters: parameters, issuer: shownIssuer, uri: uri,
+                                   kind: kind, counter: counter))
     }
 
     /// Confirms with a current code from the new authenticator; answers the new recovery codes.
@@ -240,9 +337,29 @@ public struct AccountRules: Sendable {
             return .refused(.wrongCode, .invalidCode)
         }
         // A wrong code here does not count toward a lockout: nothing is protected yet.
+        if pending.kind == OTPKind.hotp.rawValue {
+            let parameters = try parameters(of: pending)
+            var secret = try keys.openSecret(pending.sealedSecret, account: user)
+            let counter = HOTP.match(code: digits, secret: secret, algorithm: parameters.algorithm, digits: parameters.digits,
+                                     counters: 0...UInt64(max(0, policy.hotpLookAhead)))
+            ConstantTime.zero(&secret)
+            guard let counter else { return .refused(.wrongCode, .wrongCode) }
+            account.enrollment = pending
+            account.enrollment?.createdAt = moment.now
+            account.pending = nil
+            account.lastStep = nil
+            account.hotpCounter = Int64(counter + 1)  // the confirming code cannot also log in
+            account.hotpResyncCounter = nil
+            account.window = nil
+            account.lastUsedAt = nil
+            account.clearLockout()
+            account.driftSteps = 0
+            try transaction.save(account)
+            return .ok(try newRecoveryCodes(transaction, user: user))
+        }
         guard let match = try matchCode(digits, sealed: pending.sealedSecret, account: user,
                                         parameters: try parameters(of: pending), at: moment.otpTime,
-                                        driftSteps: 0) else {
+                                        driftSteps: 0, window: policy.window) else {
             return .refused(.wrongCode, .wrongCode)
         }
         var confirmed = pending
@@ -250,6 +367,9 @@ public struct AccountRules: Sendable {
         account.enrollment = confirmed
         account.pending = nil
         account.lastStep = match.step  // the confirming code cannot also log in
+        account.hotpCounter = nil
+        account.hotpResyncCounter = nil
+        account.window = nil
         account.lastUsedAt = nil
         account.clearLockout()
         account.driftSteps = policy.learnedDrift(offset: match.offset)
@@ -275,6 +395,39 @@ public struct AccountRules: Sendable {
         let hashes = codes.map { code in keys.hashRecoveryCode(normalized: RecoveryCodes.normalize(code) ?? code) }
         try transaction.replaceRecoveryCodes(of: user, hashes: hashes)
         return codes
+    }
+
+    /// Root sets `user`'s key and its state in one unit: an existing enrollment is kept
+    /// (alreadyEnrolled) unless `replace`, in which case it goes with its recovery codes and state.
+    public func adminEnroll(_ transaction: any AccountTransaction, user: String, _ request: AdminEnrollment,
+                            at moment: Moment) throws -> ManagementOutcome<AdminEnrollmentResult> {
+        if let existing = try transaction.account(named: user) {
+            if existing.enrollment != nil && !request.replace { return .refused(.alreadyEnrolled, .alreadyEnrolled) }
+            try transaction.deleteAccount(named: user)
+        }
+        var hashes: [[UInt8]] = []
+        for code in request.importedCodes ?? [] {
+            guard case .recovery(let normalized) = CodeInput.classify(Array(code.utf8), digits: request.parameters.digits) else {
+                return .refused(.badRequest, .badRequest)
+            }
+            hashes.append(keys.hashRecoveryCode(normalized: normalized))
+        }
+        var account = AccountRecord(name: user)
+        let sealed = try keys.sealSecret(request.secret, account: user)
+        account.enrollment = EnrollmentRecord(sealedSecret: sealed, algorithm: request.parameters.algorithm.rawValue,
+                                              digits: request.parameters.digits, period: request.parameters.period,
+                                              createdAt: moment.now, kind: request.kind.rawValue)
+        account.lastStep = request.kind == .totp ? request.lastStep : nil
+        account.hotpCounter = request.kind == .hotp ? Int64(clamping: request.counter ?? 0) : nil
+        account.window = request.window
+        try transaction.save(account)
+        var fresh: [String] = []
+        if request.importedCodes == nil {
+            fresh = try newRecoveryCodes(transaction, user: user)
+        } else {
+            try transaction.replaceRecoveryCodes(of: user, hashes: Array(Set(hashes.map { $0 })))
+        }
+        return .ok(AdminEnrollmentResult(newRecoveryCodes: fresh, recoveryCodesLeft: try transaction.recoveryCodesLeft(of: user)))
     }
 
     // MARK: Management of an enrolled account
@@ -358,6 +511,7 @@ public struct AccountRules: Sendable {
                       enrolledSince: account.enrollment?.createdAt, lastUsed: account.lastUsedAt,
                       recoveryCodesLeft: try transaction.recoveryCodesLeft(of: account.name),
                       failures: account.failuresCounting(at: moment.now),
-                      lockedUntil: account.lockedUntil(at: moment.now), driftSteps: account.driftSteps)
+                      lockedUntil: account.lockedUntil(at: moment.now), driftSteps: account.driftSteps,
+                      kind: account.enrollment?.kind)
     }
 }

@@ -39,6 +39,8 @@ public enum AuditReason: String, Sendable, CaseIterable {
     case permissionDenied = "permission-denied"
     case badRequest = "bad-request"
     case internalError = "internal-error"
+    /// HOTP: a code beyond the look-ahead window; the next code resynchronises (RFC 4226 7.4).
+    case resyncPending = "hotp-resync-pending"
     /// Why the daemon stopped (`stop reason=`): a signal, or its listening socket closed.
     case sigterm = "SIGTERM"
     case sigint = "SIGINT"

@@ -36,6 +36,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var clockMinSources = 2
     public var driftLearning = true
     public var driftMaxSteps = 2
+    public var hotpLookAhead = 10
+    public var hotpResyncWindow = 100
 
     public init() {}
 

@@ -191,6 +191,15 @@ public enum ConfigKeys {
             learned drift is bounded by drift_max_steps; a recovery-code login and admin unlock clear it.
             """),
         ConfigKey("drift_max_steps", .integer(0...10), \.driftMaxSteps),
+        ConfigKey("hotp_look_ahead", .integer(0...100), \.hotpLookAhead, doc: """
+            HOTP (counter-based) tokens: counters accepted past the next expected one (RFC 4226 section 7.2),
+            for button presses that never reached the server. An account imported with its own window keeps it.
+            """),
+        ConfigKey("hotp_resync_window", .integer(0...1000), \.hotpResyncWindow, doc: """
+            HOTP resynchronisation (RFC 4226 section 7.4): a code up to this many counters ahead, beyond
+            hotp_look_ahead, is refused but remembered; the token's next code then resynchronises the account.
+            0 turns resynchronisation off.
+            """),
 
         ConfigKey("max_failures", .integer(1...1_000_000), \.maxFailures, section: "Brute-force protection", doc: """
             After max_failures consecutive failures (wrong, reused or malformed codes) the account is locked

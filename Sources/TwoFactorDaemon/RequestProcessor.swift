@@ -34,7 +34,7 @@ public final class RequestProcessor: Sendable {
         case .check: check(request, caller, respond)
         case .verify: verify(request, caller, moment, respond)
         case .enrollBegin, .enrollConfirm, .enrollCancel, .regenerateRecoveryCodes, .disable, .status,
-             .resetAccount, .unlockAccount:
+             .resetAccount, .unlockAccount, .adminEnroll:
             manageAccount(operation, request, caller, moment, respond)
         case .listAccounts: list(caller, moment, respond)
         case .clockStatus: clockStatus(caller, respond)
@@ -94,7 +94,7 @@ public final class RequestProcessor: Sendable {
             var answer = WireMessage(status: outcome.status)
             switch outcome.status {
             case .accepted:
-                log(outcome.method == .recoveryCode ? "recovery" : "totp", .accepted, .ok)
+                log(outcome.method == .recoveryCode ? "recovery" : outcome.method == .hotp ? "hotp" : "totp", .accepted, .ok)
                 if let method = outcome.method { answer.append(.method, uint8: method.rawValue) }
                 if let left = outcome.recoveryCodesLeft { answer.append(.recoveryCodesLeft, uint32: UInt32(left)) }
             default:
@@ -106,6 +106,8 @@ public final class RequestProcessor: Sendable {
                     Self.appendText(&answer, .message, Product.clockHint(offsetMicros: micros))
                 } else if outcome.reason == .invalidCode {
                     Self.appendText(&answer, .message, "that is not a code of the expected form")
+                } else if outcome.reason == .resyncPending {
+                    Self.appendText(&answer, .message, Self.resyncMessage)
                 }
             }
             respond(answer)
@@ -123,6 +125,12 @@ public final class RequestProcessor: Sendable {
             respond(Self.answer(.badRequest, message: "a valid user is required"))
             return
         }
+        // Setting a key chosen by the caller is root's alone (it runs the import, reading users' files).
+        if operation == .adminEnroll && !caller.isRoot {
+            audit.management(name, account: user, caller: caller, result: .denied, reason: .permissionDenied)
+            respond(Self.answer(.permissionDenied, message: "only root may set another account's key"))
+            return
+        }
         let adminOnly = operation == .resetAccount || operation == .unlockAccount
         guard adminOnly ? caller.mayAdminister(user) : caller.mayManage(user) else {
             audit.management(name, account: user, caller: caller, result: .denied, reason: .permissionDenied)
@@ -138,6 +146,21 @@ public final class RequestProcessor: Sendable {
         let codeRequired = !caller.mayAdminister(user)
         let rules = self.rules
         let issuer = Self.optionalText(request, .issuer)
+        var adminEnrollment: AdminEnrollment? = nil
+        if operation == .adminEnroll {
+            switch Self.adminEnrollment(request) {
+            case .success(var parsed):
+                // On root's own account, never replace (admin powers are for other people's accounts).
+                if !caller.mayAdminister(user) { parsed.replace = false }
+                adminEnrollment = parsed
+            case .failure(let problem):
+                audit.management(name, account: user, caller: caller, result: .rejected, reason: .badRequest)
+                respond(Self.answer(.badRequest, message: problem.message))
+                return
+            }
+        }
+        let adminRequest = adminEnrollment
+        let kind = request.string(.otpKind).flatMap(OTPKind.init(rawValue:)) ?? .totp
         if operation == .enrollConfirm && code == nil {
             audit.management(name, account: user, caller: caller, result: .rejected, reason: .badRequest)
             respond(Self.answer(.badRequest, message: "enrollConfirm needs the code shown by the authenticator"))
@@ -161,7 +184,7 @@ public final class RequestProcessor: Sendable {
         store.write({ transaction -> WireMessageOutcome in
             switch operation {
             case .enrollBegin:
-                let outcome = try rules.enrollBegin(transaction, user: user, issuer: issuer, at: moment)
+                let outcome = try rules.enrollBegin(transaction, user: user, issuer: issuer, kind: kind, at: moment)
                 var answer = WireMessage(status: outcome.status)
                 if let start = outcome.value {
                     Self.appendText(&answer, .secret, Base32.encode(start.secret))
@@ -170,6 +193,8 @@ public final class RequestProcessor: Sendable {
                     answer.append(.period, uint32: UInt32(start.parameters.period))
                     Self.appendText(&answer, .algorithm, start.parameters.algorithm.rawValue)
                     Self.appendText(&answer, .issuer, start.issuer)
+                    Self.appendText(&answer, .otpKind, start.kind.rawValue)
+                    if let counter = start.counter { answer.append(.counter, uint64: counter) }
                 }
                 return WireMessageOutcome(answer: answer, reason: outcome.reason, lockout: nil)
             case .enrollConfirm:
@@ -182,6 +207,17 @@ public final class RequestProcessor: Sendable {
                 return .plain(try rules.disable(transaction, user: user, code: code, codeRequired: codeRequired, at: moment))
             case .resetAccount: return .plain(try rules.reset(transaction, user: user))
             case .unlockAccount: return .plain(try rules.unlock(transaction, user: user))
+            case .adminEnroll:
+                guard let adminEnrollment = adminRequest else { throw StoreError("adminEnroll without its request") }
+                let outcome = try rules.adminEnroll(transaction, user: user, adminEnrollment, at: moment)
+                var answer = WireMessage(status: outcome.status)
+                if let result = outcome.value {
+                    for code in result.newRecoveryCodes { Self.appendText(&answer, .recoveryCode, code) }
+                    answer.append(.recoveryCodesLeft, uint32: UInt32(clamping: result.recoveryCodesLeft))
+                } else if outcome.status == .badRequest {
+                    Self.appendText(&answer, .message, "an imported recovery code is neither a recovery code nor an 8-digit scratch code")
+                }
+                return WireMessageOutcome(answer: answer, reason: outcome.reason, lockout: nil)
             default: throw StoreError("operation \(operation) is not an account change")
             }
         }) { result in
@@ -279,6 +315,7 @@ public final class RequestProcessor: Sendable {
         case .resetAccount: "reset"
         case .unlockAccount: "unlock"
         case .clockStatus: "clock"
+        case .adminEnroll: "admin-enroll"
         case .check: "check"
         case .verify: "verify"
         }
@@ -311,6 +348,39 @@ public final class RequestProcessor: Sendable {
         answer(.internalError, message: "twofactord could not store the result; nothing was changed")
     }
 
+    static let resyncMessage = "the token is ahead of the server: enter its next code to resynchronise"
+
+    /// The fields of an adminEnroll request, checked; a failure's message says what is wrong.
+    static func adminEnrollment(_ request: WireMessage) -> Result<AdminEnrollment, StoreError> {
+        guard let text = request.string(.secret), let secret = try? Base32.decode(text),
+              (10...64).contains(secret.count) else {
+            return .failure(StoreError("adminEnroll needs a base32 secret of 80 to 512 bits"))
+        }
+        guard let kind = OTPKind(rawValue: request.string(.otpKind) ?? OTPKind.totp.rawValue) else {
+            return .failure(StoreError("otpKind must be totp or hotp"))
+        }
+        guard let algorithm = OTPAlgorithm(rawValue: (request.string(.algorithm) ?? "SHA1").uppercased()) else {
+            return .failure(StoreError("algorithm must be SHA1, SHA256 or SHA512"))
+        }
+        let parameters: OTPParameters
+        do {
+            parameters = try OTPParameters(algorithm: algorithm, digits: Int(request.uint8(.digits) ?? 6),
+                                           period: Int(request.uint32(.period) ?? 30))
+        } catch {
+            return .failure(StoreError("\(error)"))
+        }
+        let window = request.uint32(.window).map { Int($0) }
+        if let window, window > TOTP.maxWindow { return .failure(StoreError("window must be at most \(TOTP.maxWindow)")) }
+        let codes = request.allStrings(.recoveryCode)
+        let imported = request.bool(.importedCodes) ?? false
+        if codes.count > GoogleAuthenticatorFile.maxScratchCodes || (!imported && !codes.isEmpty) {
+            return .failure(StoreError("at most \(GoogleAuthenticatorFile.maxScratchCodes) recovery codes, and only with importedCodes"))
+        }
+        return .success(AdminEnrollment(secret: secret, kind: kind, parameters: parameters, counter: request.uint64(.counter),
+                                        lastStep: request.int64(.lastStep), window: window,
+                                        importedCodes: imported ? codes : nil, replace: request.bool(.replace) ?? false))
+    }
+
     static func appendStatus(_ message: inout WireMessage, _ status: AccountStatus) {
         message.append(.isEnrolled, bool: status.isEnrolled)
         message.append(.pending, bool: status.pending)
@@ -320,6 +390,7 @@ public final class RequestProcessor: Sendable {
         message.append(.failures, uint32: UInt32(clamping: status.failures))
         if let until = status.lockedUntil { message.append(.lockedUntil, uint64: UInt64(max(0, until))) }
         message.append(.driftSteps, int64: status.driftSteps)
+        if let kind = status.kind { appendText(&message, .otpKind, kind) }
     }
 }
 

@@ -35,6 +35,9 @@ public enum Operation: UInt8 {
     case resetAccount = 0x21
     case unlockAccount = 0x22
     case clockStatus = 0x30
+    /// Root sets another account's key: a hardware token's secret or an imported
+    /// google-authenticator file (`twofactor admin enroll`, `admin import-google-authenticator`).
+    case adminEnroll = 0x23
 }
 
 /// How a request went.
@@ -99,11 +102,19 @@ public enum FieldTag: UInt8 {
     case clockCompensation = 0x49   // u8 bool
     case clockFalseticker = 0x4A    // text, repeated: a server outvoted by the others
     case clockCorrectionMicros = 0x4B // i64 offset verification time is corrected by; absent: not corrected
+    // HOTP and adminEnroll.
+    case otpKind = 0x27             // text: totp, hotp
+    case counter = 0x28             // u64 HOTP counter (the next one expected)
+    case window = 0x29              // u32 steps either side (TOTP) or counters ahead (HOTP) for this account
+    case lastStep = 0x2A            // i64 highest TOTP step already used (codes up to it are replays)
+    case replace = 0x2B             // u8 bool: replace an existing enrollment
+    case importedCodes = 0x2C       // u8 bool: the recoveryCode fields are the account's codes (none generated)
 }
 
 public enum VerificationMethod: UInt8 {
     case totp = 1
     case recoveryCode = 2
+    case hotp = 3
 }
 
 public enum WireError: Error, Equatable {

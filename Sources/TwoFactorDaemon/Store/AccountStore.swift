@@ -1,3 +1,5 @@
+import TwoFactorCore
+
 // What the verification logic needs from storage, and nothing about how it is stored. The SQLite
 // store implements it today; a PostgreSQL store must give the same guarantees:
 //  - `write` runs a unit of work in a transaction that is durably committed before its completion
@@ -8,20 +10,25 @@
 //  - units are serialised: two units never interleave, so a read-check-write inside one unit is
 //    atomic (this is what makes a code single-use under concurrency).
 
-/// A confirmed or pending TOTP enrollment. The secret is sealed (encrypted) by the caller.
+/// A confirmed or pending TOTP or HOTP enrollment. The secret is sealed (encrypted) by the caller.
 public struct EnrollmentRecord: Sendable, Equatable {
     public var sealedSecret: [UInt8]
     public var algorithm: String
     public var digits: Int
+    /// Seconds per step (TOTP); kept but unused for HOTP.
     public var period: Int
     public var createdAt: Int64
+    /// OTPKind's raw value: "totp" or "hotp" (schema v2; older rows are "totp").
+    public var kind: String
 
-    public init(sealedSecret: [UInt8], algorithm: String, digits: Int, period: Int, createdAt: Int64) {
+    public init(sealedSecret: [UInt8], algorithm: String, digits: Int, period: Int, createdAt: Int64,
+                kind: String = OTPKind.totp.rawValue) {
         self.sealedSecret = sealedSecret
         self.algorithm = algorithm
         self.digits = digits
         self.period = period
         self.createdAt = createdAt
+        self.kind = kind
     }
 }
 
@@ -39,6 +46,14 @@ public struct AccountRecord: Sendable, Equatable {
     public var lockouts: Int
     /// Learned clock drift of the account's authenticator, in steps (RFC 6238 section 6).
     public var driftSteps: Int64
+    /// HOTP: the next counter expected; codes for lower counters are used (schema v2).
+    public var hotpCounter: Int64?
+    /// HOTP: a counter beyond the look-ahead window matched by the last attempt; the next code
+    /// must be for the counter after it to resynchronise (RFC 4226 section 7.4) (schema v2).
+    public var hotpResyncCounter: Int64?
+    /// Steps accepted either side of now (TOTP) or counters looked ahead (HOTP) for this account
+    /// instead of the configured ones: set by an import that carried its own window (schema v2).
+    public var window: Int?
 
     public init(name: String) {
         self.name = name

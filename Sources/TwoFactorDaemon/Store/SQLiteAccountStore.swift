@@ -2,6 +2,7 @@
 // synchronous=FULL (checked), and a single writer thread that group-commits queued units of work.
 import Foundation
 import GRDB
+import TwoFactorCore
 
 public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     public let path: String
@@ -78,6 +79,15 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
                     used_at INTEGER,
                     PRIMARY KEY (account, hash)
                 ) WITHOUT ROWID;
+                """)
+        }
+        migrator.registerMigration("v2: HOTP enrollments and per-account windows") { db in
+            try db.execute(sql: """
+                ALTER TABLE account ADD COLUMN kind TEXT NOT NULL DEFAULT 'totp';
+                ALTER TABLE account ADD COLUMN pending_kind TEXT NOT NULL DEFAULT 'totp';
+                ALTER TABLE account ADD COLUMN hotp_counter INTEGER;
+                ALTER TABLE account ADD COLUMN hotp_resync_counter INTEGER;
+                ALTER TABLE account ADD COLUMN account_window INTEGER;
                 """)
         }
         return migrator
@@ -267,8 +277,9 @@ struct SQLiteTransaction: AccountTransaction {
         try db.cachedStatement(sql: """
             INSERT INTO account (name, secret, algorithm, digits, period, enrolled_at,
                 pending_secret, pending_algorithm, pending_digits, pending_period, pending_since,
-                last_step, last_used_at, failures, locked_until, lockouts, drift_steps)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                last_step, last_used_at, failures, locked_until, lockouts, drift_steps,
+                kind, pending_kind, hotp_counter, hotp_resync_counter, account_window)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET secret = excluded.secret, algorithm = excluded.algorithm,
                 digits = excluded.digits, period = excluded.period, enrolled_at = excluded.enrolled_at,
                 pending_secret = excluded.pending_secret, pending_algorithm = excluded.pending_algorithm,
@@ -276,12 +287,16 @@ struct SQLiteTransaction: AccountTransaction {
                 pending_since = excluded.pending_since, last_step = excluded.last_step,
                 last_used_at = excluded.last_used_at, failures = excluded.failures,
                 locked_until = excluded.locked_until, lockouts = excluded.lockouts,
-                drift_steps = excluded.drift_steps
+                drift_steps = excluded.drift_steps, kind = excluded.kind, pending_kind = excluded.pending_kind,
+                hotp_counter = excluded.hotp_counter, hotp_resync_counter = excluded.hotp_resync_counter,
+                account_window = excluded.account_window
             """).execute(arguments: [
                 account.name, e.map { Data($0.sealedSecret) }, e?.algorithm, e?.digits, e?.period, e?.createdAt,
                 p.map { Data($0.sealedSecret) }, p?.algorithm, p?.digits, p?.period, p?.createdAt,
                 account.lastStep, account.lastUsedAt, account.failures, account.lockedUntil,
                 account.lockouts, account.driftSteps,
+                e?.kind ?? OTPKind.totp.rawValue, p?.kind ?? OTPKind.totp.rawValue,
+                account.hotpCounter, account.hotpResyncCounter, account.window,
             ])
     }
 
@@ -319,12 +334,13 @@ struct SQLiteTransaction: AccountTransaction {
         if let secret = row["secret"] as Data? {
             record.enrollment = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row["algorithm"] ?? "SHA1",
                                                  digits: row["digits"] ?? 6, period: row["period"] ?? 30,
-                                                 createdAt: row["enrolled_at"] ?? 0)
+                                                 createdAt: row["enrolled_at"] ?? 0, kind: row["kind"] ?? OTPKind.totp.rawValue)
         }
         if let secret = row["pending_secret"] as Data? {
             record.pending = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row["pending_algorithm"] ?? "SHA1",
                                               digits: row["pending_digits"] ?? 6, period: row["pending_period"] ?? 30,
-                                              createdAt: row["pending_since"] ?? 0)
+                                              createdAt: row["pending_since"] ?? 0,
+                                              kind: row["pending_kind"] ?? OTPKind.totp.rawValue)
         }
         record.lastStep = row["last_step"]
         record.lastUsedAt = row["last_used_at"]
@@ -332,6 +348,9 @@ struct SQLiteTransaction: AccountTransaction {
         record.lockedUntil = row["locked_until"]
         record.lockouts = row["lockouts"]
         record.driftSteps = row["drift_steps"]
+        record.hotpCounter = row["hotp_counter"]
+        record.hotpResyncCounter = row["hotp_resync_counter"]
+        record.window = row["account_window"]
         return record
     }
 }
