@@ -9,6 +9,7 @@ public enum OTPAuthURIError: Error, Equatable, CustomStringConvertible {
     case unsupportedAlgorithm(String)
     case invalidDigits(String)
     case invalidPeriod(String)
+    case invalidCounter(String)
     case issuerMismatch(label: String, parameter: String)
     case duplicateParameter(String)
     case invalidPercentEncoding(String)
@@ -20,7 +21,7 @@ public enum OTPAuthURIError: Error, Equatable, CustomStringConvertible {
         case .invalidScheme(let scheme):
             return "not an otpauth URI: it starts with \"\(scheme.prefix(32))\" instead of \"otpauth://\""
         case .unsupportedType(let type):
-            return "unsupported OTP type \"\(type.prefix(32))\": only time-based (totp) codes are supported"
+            return "unsupported OTP type \"\(type.prefix(32))\": only totp (time-based) and hotp (counter-based) are supported"
         case .missingAccount: return "missing account name: the URI needs a label like otpauth://totp/Issuer:alice"
         case .missingSecret: return "missing secret: the URI has no secret= parameter"
         case .invalidSecret(let error): return "invalid secret: \(error)"
@@ -30,6 +31,8 @@ public enum OTPAuthURIError: Error, Equatable, CustomStringConvertible {
             return "invalid digits \"\(value.prefix(32))\": codes have \(OTPParameters.digitRange.lowerBound) to \(OTPParameters.digitRange.upperBound) digits"
         case .invalidPeriod(let value):
             return "invalid period \"\(value.prefix(32))\": the period must be \(OTPParameters.periodRange.lowerBound) to \(OTPParameters.periodRange.upperBound) seconds"
+        case .invalidCounter(let value):
+            return "invalid counter \"\(value.prefix(32))\": an hotp URI needs counter=N, a whole number"
         case .issuerMismatch(let label, let parameter):
             return "issuer mismatch: the label says \"\(label.prefix(64))\" but the issuer parameter says \"\(parameter.prefix(64))\""
         case .duplicateParameter(let name): return "parameter \"\(name.prefix(32))\" appears more than once"
@@ -90,7 +93,8 @@ public struct OTPAuthURI: Sendable, Equatable {
         // Type: up to the next '/' (or '?' / end when the label is missing).
         let typeEnd = rest.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) ?? rest.endIndex
         let type = Self.asciiLowercased(rest[rest.startIndex..<typeEnd])
-        guard type == Array("totp".utf8) else {
+        let isHOTP = type == Array("hotp".utf8)
+        guard type == Array("totp".utf8) || isHOTP else {
             throw .unsupportedType(String(decoding: rest[rest.startIndex..<typeEnd], as: UTF8.self))
         }
         rest = rest[typeEnd...]
@@ -187,7 +191,12 @@ public struct OTPAuthURI: Sendable, Equatable {
             case .invalidPeriod(let value): throw .invalidPeriod(String(value))
             }
         }
-        self.init(issuer: issuer, account: account, secret: secret, parameters: parameters)
+        var hotpCounter: UInt64? = nil
+        if isHOTP {
+            guard let text = values["counter"], let counter = UInt64(text) else { throw .invalidCounter(values["counter"] ?? "") }
+            hotpCounter = counter
+        }
+        self.init(issuer: issuer, account: account, secret: secret, parameters: parameters, hotpCounter: hotpCounter)
     }
 
     // MARK: - Helpers

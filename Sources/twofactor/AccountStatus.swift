@@ -12,6 +12,8 @@ struct AccountStatus {
     var failures: UInt32
     var lockedUntil: UInt64?
     var driftSteps: Int64
+    /// "totp" or "hotp" (daemons before HOTP send nothing: totp).
+    var kind: String
 
     init(_ message: WireMessage, user fallbackUser: String) {
         user = message.string(.user) ?? fallbackUser
@@ -23,6 +25,7 @@ struct AccountStatus {
         failures = message.uint32(.failures) ?? 0
         lockedUntil = message.uint64(.lockedUntil)
         driftSteps = message.int64(.driftSteps) ?? 0
+        kind = message.string(.otpKind) ?? "totp"
     }
 
     /// A lockout in the past is over, whatever the daemon still stores.
@@ -43,6 +46,7 @@ struct AccountStatus {
             ("locked", .bool(isLocked())),
             ("locked_until", isLocked() ? .timestamp(lockedUntil) : .null),
             ("drift_steps", .int(driftSteps)),
+            ("type", enrolled ? .string(kind) : .null),
         ])
     }
 
@@ -64,7 +68,7 @@ struct AccountStatus {
         }
         fields.add("Last used", lastUsed.map { "\(TimeText.absolute($0)) (\(TimeText.relative($0)))" } ?? "never")
         if let left = recoveryCodesLeft {
-            var value = "\(left) of 8"
+            var value = "\(left)"
             if left <= 2 {
                 value += isSelf ? " (run 'twofactor recovery-codes' for a new set)" : " (running low)"
             }
@@ -75,6 +79,7 @@ struct AccountStatus {
         } else {
             fields.add("Locked out", "no")
         }
+        if kind == "hotp" { fields.add("Codes", "counter-based (HOTP)") }
         fields.add("Failed attempts", failures == 0 ? "0" : "\(failures) in a row since the last accepted code")
         if driftSteps != 0 {
             fields.add("Clock drift learned", "\(driftSteps > 0 ? "+" : "")\(driftSteps) step\(abs(driftSteps) == 1 ? "" : "s") of the app's clock")

@@ -45,6 +45,8 @@ do {
         Terminal.writeError("twofactor: \(error.message)\n")
     }
     exitWith(error.status.rawValue)
+} catch let error as ExitQuietly {
+    exitWith(error.status.rawValue)
 } catch {
     let code = TwoFactorCommand.exitCode(for: error)
     if code == .success {

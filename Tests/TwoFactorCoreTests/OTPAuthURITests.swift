@@ -84,7 +84,9 @@ final class OTPAuthURITests: XCTestCase {
             ("https://totp/A:b?\(secret)", .invalidScheme("https:")),
             ("otpauth:/totp/A:b?\(secret)", .invalidScheme("otpauth:")),
             ("", .invalidScheme("")),
-            ("otpauth://hotp/A:b?\(secret)&counter=1", .unsupportedType("hotp")),
+            ("otpauth://hotp/A:b?\(secret)", .invalidCounter("")),
+            ("otpauth://hotp/A:b?\(secret)&counter=x", .invalidCounter("x")),
+            ("otpauth://motp/A:b?\(secret)", .unsupportedType("motp")),
             ("otpauth://steam/A:b?\(secret)", .unsupportedType("steam")),
             ("otpauth://totp", .missingAccount),
             ("otpauth://totp?\(secret)", .missingAccount),
@@ -122,8 +124,8 @@ final class OTPAuthURITests: XCTestCase {
             }
         }
         XCTAssertEqual(
-            OTPAuthURIError.unsupportedType("hotp").description,
-            "unsupported OTP type \"hotp\": only time-based (totp) codes are supported")
+            OTPAuthURIError.unsupportedType("motp").description,
+            "unsupported OTP type \"motp\": only totp (time-based) and hotp (counter-based) are supported")
         XCTAssertEqual(
             OTPAuthURIError.issuerMismatch(label: "A", parameter: "B").description,
             "issuer mismatch: the label says \"A\" but the issuer parameter says \"B\"")

@@ -21,12 +21,14 @@ struct Admin: ParsableCommand {
               sudo twofactor admin list
               sudo twofactor admin reset alice
               sudo twofactor admin clock
+              sudo twofactor admin import-google-authenticator --all --dry-run
             """,
-        subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self]
+        subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self,
+                      AdminEnroll.self, AdminImportGoogleAuthenticator.self]
     )
 
     func run() throws {
-        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock or clock (see 'twofactor admin --help')")
+        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock, clock, enroll or import-google-authenticator (see 'twofactor admin --help')")
     }
 }
 

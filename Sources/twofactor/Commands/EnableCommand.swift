@@ -40,6 +40,11 @@ struct Enable: ParsableCommand {
             run 'twofactor disable' first to move it to a new phone. Running 'twofactor enable' \
             again before confirming replaces the unconfirmed key.
 
+            --hotp sets up a counter-based (HOTP, RFC 4226) key instead of a time-based one: the \
+            app shows a new code each time you ask for one, and each code works once, in order. \
+            The JSON then also holds "type": "hotp" and "counter" (where the key starts). \
+            Hardware tokens with their own key are enrolled by root: 'twofactor admin enroll'.
+
             \(ExitStatusHelp.table)
 
             EXAMPLES
@@ -71,6 +76,9 @@ struct Enable: ParsableCommand {
     @Flag(name: .long, help: "Replace the --qr-image file if it exists.")
     var force = false
 
+    @Flag(name: .long, help: "A counter-based (HOTP) key instead of a time-based (TOTP) one.")
+    var hotp = false
+
     func validate() throws {
         guard (1...64).contains(qrScale) else { throw ValidationError("--qr-scale must be between 1 and 64") }
         if qrImage == nil && (qrFormat != nil || force) {
@@ -89,7 +97,9 @@ struct Enable: ParsableCommand {
 
         let begun: WireMessage
         do {
-            begun = try client.send(try DaemonClient.request(.enrollBegin, account: account), account: account)
+            var request = try DaemonClient.request(.enrollBegin, account: account)
+            if hotp { try? request.append(.otpKind, string: OTPKind.hotp.rawValue) }
+            begun = try client.send(request, account: account)
         } catch {
             imageFile?.discard()
             throw error
@@ -155,7 +165,10 @@ struct Enable: ParsableCommand {
         }
         text += " (account \(printable(enrollment.account)), issuer \(printable(enrollment.issuer))):\n\n"
         text += "    \(enrollment.groupedSecret)\n\n"
-        if !enrollment.hasStandardParameters {
+        if let counter = enrollment.counter {
+            text += "Choose these settings in the app: counter-based, \(enrollment.algorithm), "
+            text += "\(enrollment.digits) digits, counter \(counter).\n\n"
+        } else if !enrollment.hasStandardParameters {
             text += "Choose these settings in the app: time-based, \(enrollment.algorithm), "
             text += "\(enrollment.digits) digits, every \(enrollment.period) seconds.\n\n"
         }
@@ -227,6 +240,8 @@ struct PendingEnrollment {
     let algorithm: String
     let issuer: String
     let account: String
+    /// HOTP: the counter the key starts at; nil for TOTP.
+    let counter: UInt64?
 
     init(_ response: WireMessage, account: Account) throws(CLIError) {
         guard let secret = response.string(.secret), let uri = response.string(.uri) else {
@@ -256,6 +271,7 @@ struct PendingEnrollment {
         self.algorithm = response.string(.algorithm) ?? parsed.parameters.algorithm.rawValue
         self.issuer = response.string(.issuer) ?? parsed.issuer
         self.account = parsed.account.isEmpty ? account.name : parsed.account
+        self.counter = parsed.hotpCounter
     }
 
     var groupedSecret: String { Base32.grouped(secretBytes) }
@@ -274,6 +290,10 @@ struct PendingEnrollment {
             ("digits", .int(Int64(digits))),
             ("period", .int(Int64(period))),
         ]
+        if let counter {
+            members.append(("type", .string(OTPKind.hotp.rawValue)))
+            members.append(("counter", .int(Int64(clamping: counter))))
+        }
         if let recoveryCodes { members.append(("recovery_codes", .array(recoveryCodes.map(JSON.string)))) }
         let value = JSON.object(members)
         return compact ? value.compact() : value.rendered()
