@@ -16,7 +16,7 @@ OP = {
     "enrollBegin": 0x10, "enrollConfirm": 0x11, "enrollCancel": 0x12,
     "regenerateRecoveryCodes": 0x13, "disable": 0x14, "status": 0x15,
     "listAccounts": 0x20, "resetAccount": 0x21, "unlockAccount": 0x22,
-    "clockStatus": 0x30,
+    "clockStatus": 0x30, "adminEnroll": 0x23,
 }
 STATUS = {
     0x00: "ok", 0x01: "accepted", 0x02: "enrolled", 0x03: "notEnrolled",
@@ -42,10 +42,12 @@ TAG = {
     "kernelSynchronized": (0x46, "bool"), "kernelErrorMicros": (0x47, "i64"),
     "clockRemedy": (0x48, "text"), "clockCompensation": (0x49, "bool"),
     "clockFalseticker": (0x4A, "text"), "clockCorrectionMicros": (0x4B, "i64"),
+    "otpKind": (0x27, "text"), "counter": (0x28, "u64"), "window": (0x29, "u32"),
+    "lastStep": (0x2A, "i64"), "replace": (0x2B, "bool"), "importedCodes": (0x2C, "bool"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}
-METHOD = {1: "totp", 2: "recovery"}
+METHOD = {1: "totp", 2: "recovery", 3: "hotp"}
 
 
 def _encode_value(kind, value):

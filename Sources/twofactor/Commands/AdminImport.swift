@@ -79,13 +79,16 @@ struct AdminImportGoogleAuthenticator: ParsableCommand {
                 reports.append(ImportReport(user: name, path: nil, result: .failed, message: "no such user"))
                 continue
             }
-            let report = importOne(systemUser, client: client)
-            // With --all, accounts without a file are not news.
-            if all && report.result == .noFile { continue }
+            var report = importOne(systemUser, client: client)
+            // With --all, accounts without a file are not news; a named user's missing file is a failure.
+            if report.result == .noFile {
+                if all { continue }
+                report.result = .failed
+            }
             reports.append(report)
         }
         print(reports: reports)
-        if reports.contains(where: { $0.result == .failed || $0.result == .noFile }) {
+        if reports.contains(where: { $0.result == .failed }) {
             throw ExitQuietly(status: .failure)
         }
     }
@@ -168,14 +171,14 @@ struct AdminImportGoogleAuthenticator: ParsableCommand {
                 ("imported", .int(Int64(count(.imported)))),
                 ("would_import", .int(Int64(count(.wouldImport)))),
                 ("skipped", .int(Int64(count(.skipped)))),
-                ("failed", .int(Int64(count(.failed) + count(.noFile)))),
+                ("failed", .int(Int64(count(.failed)))),
             ]).print()
             return
         }
         for report in reports { Swift.print(report.text) }
         var summary = dryRun ? "Dry run, nothing was changed: \(count(.wouldImport)) would be imported"
             : "Imported \(count(.imported))"
-        summary += ", skipped \(count(.skipped)), failed \(count(.failed) + count(.noFile))."
+        summary += ", skipped \(count(.skipped)), failed \(count(.failed))."
         Swift.print(summary)
         if reports.contains(where: { ($0.scratchCodes ?? 0) > 0 && ($0.result == .imported || $0.result == .wouldImport) }) {
             Swift.print("Imported scratch codes are recovery codes now: each keeps working once, like before.")
@@ -257,7 +260,7 @@ struct ImportReport {
         let name = printable(user)
         let source = path.map { " (\(printable($0)))" } ?? ""
         guard result == .imported || result == .wouldImport, let kind else {
-            return "\(name)\(source): \(result == .noFile ? "failed" : result.rawValue): \(message)"
+            return "\(name)\(source): \(result.rawValue): \(message)"
         }
         var out = "\(name)\(source): \(message): "
         switch kind {
