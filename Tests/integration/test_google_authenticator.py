@@ -330,3 +330,25 @@ def test_enable_hotp_from_the_command_line(daemon, make_user):
     assert len(json.loads(out)["recovery_codes"]) == 8
     assert verify(daemon, user, hotp(pending["secret"], 0)).status == "codeReused", "the confirming code logged in"
     assert verify(daemon, user, hotp(pending["secret"], 1)).status == "accepted"
+
+
+def test_readme_stack_with_both_modules_during_the_move(daemon, make_user, pam_service):
+    """README step 3: pam_twofactor first with success=1, pam_google_authenticator nullok after it.
+    An imported user answers one prompt (twofactor's); a user not imported yet answers the old
+    module's; a wrong code for an imported user is refused without falling through."""
+    imported, waiting = make_user(prefix="tfga"), make_user(prefix="tfga")
+    secrets_ = {}
+    for u in (imported, waiting):
+        secrets_[u.name] = read_ga(make_ga_file(u, "-t", "-d", "-w", "3", "-u"))[0]
+    status, result = import_ga(daemon, imported.name)
+    assert status == 0, result
+    # pam_permit stands for common-auth's password check, which a jump needs before it (a jump
+    # does not make a stack succeed by itself).
+    service = pam_service(["auth required pam_permit.so",
+                           f"auth [success=1 ignore=ignore default=die] {PAM_MODULE} socket={daemon.socket}",
+                           f"auth required {GA_MODULE} nullok",
+                           "account required pam_permit.so"], prefix="tfgaboth")
+    step = int(time.time()) // 30
+    assert login(service, imported, totp_at_step(secrets_[imported.name], step))
+    assert not login(service, imported, totp_at_step(secrets_[imported.name], step + 5))
+    assert login(service, waiting, totp_at_step(secrets_[waiting.name], step))
