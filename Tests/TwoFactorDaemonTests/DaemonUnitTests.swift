@@ -1,6 +1,7 @@
 // The daemon's parts on their own: a real SQLite store in a temporary directory, the account rules
 // with a controlled clock, the config parser and the audit sanitiser.
 import Foundation
+import GRDB
 import Logging
 import TwoFactorCore
 import TwoFactorWire
@@ -44,6 +45,42 @@ final class StoreAndRulesTests: XCTestCase {
         let confirmed = try write { try rules.enrollConfirm($0, user: user, code: code, at: Moment(now: time, otpTime: time)) }
         XCTAssertEqual(confirmed.status, .ok)
         return secret
+    }
+
+    /// Schema v2 (HOTP, per-account window) on a store written by v1: its accounts stay TOTP with
+    /// the configured window, and the new state round-trips.
+    func testSchemaV2UpgradesAVersion1Store() throws {
+        let path = directory + "/v1.db"
+        let queue = try DatabaseQueue(path: path)
+        try SQLiteAccountStore.migrator.migrate(queue, upTo: "v1: accounts and recovery codes")
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO account (name, secret, algorithm, digits, period, enrolled_at, last_step)
+                VALUES ('old', x'0102', 'SHA1', 6, 30, 1, 5)
+                """)
+        }
+        try queue.close()
+        let upgraded = try SQLiteAccountStore(path: path)
+        defer { upgraded.close() }
+        func write<T: Sendable>(_ unit: @escaping @Sendable (any AccountTransaction) throws -> T) throws -> T {
+            let done = DispatchSemaphore(value: 0)
+            let box = Box<Result<T, StoreError>>()
+            upgraded.write(unit) { box.value = $0; done.signal() }
+            done.wait()
+            return try box.value!.get()
+        }
+        let old = try XCTUnwrap(try write { try $0.account(named: "old") })
+        XCTAssertEqual(old.enrollment?.kind, "totp")
+        XCTAssertEqual(old.lastStep, 5)
+        XCTAssertNil(old.window)
+        XCTAssertNil(old.hotpCounter)
+        var changed = old
+        changed.enrollment?.kind = "hotp"
+        changed.hotpCounter = 42
+        changed.hotpResyncCounter = 99
+        changed.window = 3
+        try write { [changed] in try $0.save(changed) }
+        XCTAssertEqual(try write { try $0.account(named: "old") }, changed)
     }
 
     func testSynchronousIsFullAndJournalIsWAL() throws {
