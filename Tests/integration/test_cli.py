@@ -529,7 +529,7 @@ def test_status_text_and_json(daemon, user, pam_service):
 
     out = json.loads(cli(user, "status", "--json", daemon=daemon).stdout)
     assert list(out) == ["user", "enrolled", "pending", "enrolled_since", "last_used",
-                         "recovery_codes_left", "failures", "locked", "locked_until", "drift_steps"]
+                         "recovery_codes_left", "failures", "locked", "locked_until", "drift_steps", "type"]
     assert out["enrolled"] is True and out["pending"] is False
     assert out["recovery_codes_left"] == 7 and out["failures"] == 1
     assert out["locked"] is False and out["locked_until"] is None

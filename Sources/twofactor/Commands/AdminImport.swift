@@ -132,7 +132,13 @@ struct AdminImportGoogleAuthenticator: ParsableCommand {
         request.replace = replace
 
         if dryRun {
-            let enrolled = (try? client.send(DaemonClient.request(.check, account: .other(user.name))))?.status == .enrolled
+            let enrolled: Bool
+            do {
+                enrolled = try client.send(DaemonClient.request(.check, account: .other(user.name))).status == .enrolled
+            } catch {
+                report.message = error.message
+                return report
+            }
             if enrolled && !replace {
                 report.result = .skipped
                 report.message = "already uses twofactor (--replace to overwrite)"
@@ -342,32 +348,61 @@ struct SecretFileProblem: Error {
 }
 
 /// A user's secret file opened safely by root: no symlink out of the home, no following of a
-/// symlink at the last step, a regular file of the user's own, not readable by others.
+/// symlink at the last step, a regular file of the user's own, not readable by others. The
+/// directory is opened once, and the file is read and later renamed relative to it, so swapping
+/// a directory on the path in between cannot make root rename something elsewhere.
 struct OpenedSecretFile {
     let path: String
+    let directory: Int32
+    let name: String
     let descriptor: Int32
+    let identity: (dev_t, ino_t)
     let contents: [UInt8]
 
     init(path: String, owner: SystemUser) throws(SecretFileProblem) {
         self.path = path
-        var link = stat()
-        guard lstat(path, &link) == 0 else {
+        let slash = path.lastIndex(of: "/")
+        let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard !name.isEmpty else { throw SecretFileProblem(message: "\(path) names a directory: not a secret file") }
+        let directory = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else {
             let missing = errno == ENOENT
-            throw SecretFileProblem(message: missing ? "no file at \(path)" : "cannot read \(path): \(Self.errorText())", missing: missing)
+            throw SecretFileProblem(message: missing ? "no file at \(path)" : "cannot open \(parent): \(Self.errorText())", missing: missing)
         }
+        self.directory = directory
+        do {
+            (descriptor, identity, contents) = try Self.read(name: name, in: directory, path: path, owner: owner)
+        } catch {
+            Glibc.close(directory)
+            throw error
+        }
+    }
+
+    private static func read(name: String, in directory: Int32, path: String,
+                             owner: SystemUser) throws(SecretFileProblem) -> (Int32, (dev_t, ino_t), [UInt8]) {
+        var link = stat()
+        guard fstatat(directory, name, &link, AT_SYMLINK_NOFOLLOW) == 0 else {
+            let missing = errno == ENOENT
+            throw SecretFileProblem(message: missing ? "no file at \(path)" : "cannot read \(path): \(errorText())", missing: missing)
+        }
+        var fd: Int32
         var target = path
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY
         if (link.st_mode & S_IFMT) == S_IFLNK {
-            guard let resolved = Self.realPath(path) else {
+            guard let resolved = realPath(path) else {
                 throw SecretFileProblem(message: "\(path) is a symbolic link that leads nowhere")
             }
-            let home = Self.realPath(owner.home) ?? owner.home
+            let home = realPath(owner.home) ?? owner.home
             guard resolved.hasPrefix(home.hasSuffix("/") ? home : home + "/") else {
                 throw SecretFileProblem(message: "\(path) is a symbolic link pointing out of the home directory (to \(resolved))")
             }
             target = resolved
+            fd = open(resolved, flags)
+        } else {
+            fd = openat(directory, name, flags)
         }
-        let fd = open(target, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { throw SecretFileProblem(message: "cannot open \(target): \(Self.errorText())") }
+        guard fd >= 0 else { throw SecretFileProblem(message: "cannot open \(target): \(errorText())") }
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
             Glibc.close(fd)
@@ -384,35 +419,44 @@ struct OpenedSecretFile {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while bytes.count <= GoogleAuthenticatorFile.maxSize {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count >= 0 else {
                 Glibc.close(fd)
-                throw SecretFileProblem(message: "cannot read \(target): \(Self.errorText())")
+                throw SecretFileProblem(message: "cannot read \(target): \(errorText())")
             }
             if count == 0 { break }
             bytes += buffer[0..<count]
         }
         ConstantTime.zero(&buffer)
-        descriptor = fd
-        contents = bytes
+        // What the name in the directory was: a symlink's own inode, or the file's.
+        return (fd, (link.st_dev, link.st_ino), bytes)
     }
 
-    func close() { Glibc.close(descriptor) }
+    func close() {
+        Glibc.close(descriptor)
+        Glibc.close(directory)
+    }
 
-    /// Renames the file to FILE + suffix, mode 0600; its new path, or nil (the report says why).
+    /// Renames the file (or the symlink to it) to NAME + suffix in the same directory, the file
+    /// mode 0600; its new path, or nil (the report's warnings say why).
     func moveAside(suffix: String, report: inout ImportReport) -> String? {
-        let destination = path + suffix
+        let destination = name + suffix
         var existing = stat()
-        if lstat(destination, &existing) == 0 {
-            report.warnings.append("the file was not moved aside: \(destination) exists")
+        if fstatat(directory, destination, &existing, AT_SYMLINK_NOFOLLOW) == 0 {
+            report.warnings.append("the file was not moved aside: \(path + suffix) exists")
             return nil
         }
-        guard fchmod(descriptor, 0o600) == 0, rename(path, destination) == 0 else {
+        var now = stat()
+        guard fstatat(directory, name, &now, AT_SYMLINK_NOFOLLOW) == 0, now.st_dev == identity.0, now.st_ino == identity.1 else {
+            report.warnings.append("the file was not moved aside: \(path) changed during the import")
+            return nil
+        }
+        guard fchmod(descriptor, 0o600) == 0, renameat(directory, name, directory, destination) == 0 else {
             report.warnings.append("the file was not moved aside: \(Self.errorText())")
             return nil
         }
-        return destination
+        return path + suffix
     }
 
     static func realPath(_ path: String) -> String? {
