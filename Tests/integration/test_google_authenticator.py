@@ -352,3 +352,18 @@ def test_readme_stack_with_both_modules_during_the_move(daemon, make_user, pam_s
     assert login(service, imported, totp_at_step(secrets_[imported.name], step))
     assert not login(service, imported, totp_at_step(secrets_[imported.name], step + 5))
     assert login(service, waiting, totp_at_step(secrets_[waiting.name], step))
+
+
+def test_symlink_inside_the_home_imports_and_the_link_is_moved_aside(daemon, make_user):
+    user = make_user(prefix="tfga")
+    path = make_ga_file(user, "-t", "-d", "-w", "3", "-u")
+    kept = os.path.join(user.home, ".config-ga")
+    os.rename(path, kept)
+    os.symlink(kept, path)
+    os.chown(path, user.uid, user.gid, follow_symlinks=False)
+    status, result = import_ga(daemon, "--move-aside", user.name)
+    account = by_user(result)[user.name]
+    assert status == 0 and account["result"] == "imported", result
+    moved = path + ".imported-by-twofactor"
+    assert account["moved_to"] == moved and os.path.islink(moved) and not os.path.lexists(path)
+    assert os.stat(kept).st_mode & 0o777 == 0o600
