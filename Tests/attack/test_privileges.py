@@ -14,7 +14,7 @@ from attack_kit import (  # noqa: F401  (fixtures are found by name)
 )
 
 OPS = ["check", "verify", "enrollBegin", "enrollConfirm", "enrollCancel", "regenerateRecoveryCodes",
-       "disable", "status", "listAccounts", "resetAccount", "unlockAccount", "clockStatus"]
+       "disable", "status", "listAccounts", "resetAccount", "unlockAccount", "clockStatus", "adminEnroll"]
 CALLERS = ["root", "owner", "other", "admin", "nopasswd"]
 
 Y, N = True, False
@@ -36,12 +36,15 @@ MATRIX = {
     "resetAccount":            dict(root=Y, owner=N, other=N, admin=Y, nopasswd=N),
     "unlockAccount":           dict(root=Y, owner=N, other=N, admin=Y, nopasswd=N),
     "clockStatus":             dict(root=Y, owner=N, other=N, admin=Y, nopasswd=N),
+    # Setting a key the caller chose is root's alone (PROTOCOL.md, adminEnroll).
+    "adminEnroll":             dict(root=Y, owner=N, other=N, admin=N, nopasswd=N),
 }
 # The answer of an allowed request, in the state the cell prepares (PROTOCOL.md, "Operations").
 ALLOWED_ANSWER = {
     "check": "enrolled", "verify": "accepted", "enrollBegin": "ok", "enrollConfirm": "ok",
     "enrollCancel": "ok", "regenerateRecoveryCodes": "ok", "disable": "ok", "status": "ok",
     "listAccounts": "ok", "resetAccount": "ok", "unlockAccount": "ok", "clockStatus": "ok",
+    "adminEnroll": "ok",
 }
 
 
@@ -118,6 +121,9 @@ def prepare(scene, op):
         if op == "enrollConfirm":
             fields["code"] = totp(begun["secret"])
         return fields, dict(isEnrolled=False, pending=True)
+    if op == "adminEnroll":
+        scene.fresh(user, enrolled=False)
+        return {"user": user, "secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}, dict(isEnrolled=False, pending=False)
     e = scene.fresh(user)
     unchanged = dict(isEnrolled=True, failures=0, recoveryCodesLeft=8)
     if op == "verify":
