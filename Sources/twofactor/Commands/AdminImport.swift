@@ -187,7 +187,8 @@ struct AdminImportGoogleAuthenticator: ParsableCommand {
         summary += ", skipped \(count(.skipped)), failed \(count(.failed))."
         Swift.print(summary)
         if reports.contains(where: { ($0.scratchCodes ?? 0) > 0 && ($0.result == .imported || $0.result == .wouldImport) }) {
-            Swift.print("Imported scratch codes are recovery codes now: each keeps working once, like before.")
+            Swift.print(dryRun ? "Scratch codes would become recovery codes: each would keep working once, like before."
+                        : "Imported scratch codes are recovery codes now: each keeps working once, like before.")
         }
     }
 }
