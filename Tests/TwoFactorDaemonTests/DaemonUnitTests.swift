@@ -83,6 +83,39 @@ final class StoreAndRulesTests: XCTestCase {
         XCTAssertEqual(try write { try $0.account(named: "old") }, changed)
     }
 
+    /// HOTP verification inside the store's units: look-ahead, replay, RFC 4226 7.4 resync (only
+    /// two consecutive codes; anything in between ends it; off with hotp_resync_window = 0).
+    func testHOTPLookAheadReplayAndResync() throws {
+        let secret = Array("12345678901234567890".utf8)
+        let time: Int64 = 1_800_000_000
+        func verify(_ rules: AccountRules, _ counter: UInt64) throws -> VerifyOutcome {
+            let code = Array(HOTP.code(secret: secret, counter: counter, algorithm: .sha1, digits: 6).utf8)
+            return try write { try rules.verify($0, user: "token", code: code, at: Moment(now: time, otpTime: time)) }
+        }
+        let rules = rules { $0.hotpLookAhead = 3; $0.hotpResyncWindow = 20; $0.maxFailures = 100 }
+        let enrolled = try write {
+            try rules.adminEnroll($0, user: "token", AdminEnrollment(secret: secret, kind: .hotp, parameters: .standard, counter: 10),
+                                  at: Moment(now: time, otpTime: time))
+        }
+        XCTAssertEqual(enrolled.value?.newRecoveryCodes.count, 8)
+        XCTAssertEqual(try verify(rules, 9).status, .codeReused)
+        XCTAssertEqual(try verify(rules, 13).status, .accepted)         // 10 + 3
+        XCTAssertEqual(try write { try $0.account(named: "token")?.hotpCounter }, 14)
+        XCTAssertEqual(try verify(rules, 13).status, .codeReused)
+        XCTAssertEqual(try verify(rules, 18).reason, .resyncPending)    // beyond 14...17
+        XCTAssertEqual(try verify(rules, 25).reason, .resyncPending)    // a new first code
+        XCTAssertEqual(try verify(rules, 19).status, .wrongCode)        // 18 was forgotten
+        XCTAssertEqual(try verify(rules, 26).status, .wrongCode)        // and so was 25
+        XCTAssertEqual(try verify(rules, 30).reason, .resyncPending)
+        XCTAssertEqual(try verify(rules, 31).status, .accepted)
+        XCTAssertEqual(try write { try $0.account(named: "token")?.hotpCounter }, 32)
+        XCTAssertEqual(try verify(rules, 60).reason, .wrongCode)        // beyond 32 + 20
+        let noResync = self.rules { $0.hotpLookAhead = 3; $0.hotpResyncWindow = 0; $0.maxFailures = 100 }
+        XCTAssertEqual(try verify(noResync, 40).reason, .wrongCode)
+        XCTAssertEqual(try verify(noResync, 41).status, .wrongCode)
+        XCTAssertEqual(try verify(noResync, 33).status, .accepted)
+    }
+
     func testSynchronousIsFullAndJournalIsWAL() throws {
         XCTAssertEqual(try store.synchronousSetting(), 2)
         let journal = try String(contentsOfFile: directory + "/twofactor.db", encoding: .isoLatin1)
