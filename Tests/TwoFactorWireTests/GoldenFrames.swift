@@ -5,7 +5,7 @@ import XCTest
 /// through a symlink, by PAMTwoFactorTests (the module's encoder against the same frames).
 enum GoldenFrames {
     /// How many frames the file holds; test_wire_golden.py checks the same count.
-    static let count = 8
+    static let count = 9
 
     static func load(file: StaticString = #filePath, line: UInt = #line) throws -> [String: [UInt8]] {
         let url = URL(fileURLWithPath: #filePath)

@@ -31,6 +31,17 @@ final class WireCodecTests: XCTestCase {
         var check = WireMessage(operation: .check)
         try check.append(.user, string: "bob")
         try roundTrip(check, vectors["check_request"])
+
+        // Root's adminEnroll of an HOTP key with one imported scratch code (fields added at the
+        // end of the tables for HOTP and the google-authenticator import).
+        var adminEnroll = WireMessage(operation: .adminEnroll)
+        try adminEnroll.append(.user, string: "bob")
+        try adminEnroll.append(.secret, string: "JBSWY3DPEHPK3PXP")
+        try adminEnroll.append(.otpKind, string: "hotp")
+        adminEnroll.append(.counter, uint64: 5)
+        adminEnroll.append(.importedCodes, bool: true)
+        try adminEnroll.append(.recoveryCode, string: "12345678")
+        try roundTrip(adminEnroll, vectors["admin_enroll_request"])
     }
 
     func testResponsesMatchGoldenFrames() throws {

@@ -14,7 +14,7 @@ def golden():
                 continue
             name, hexframe = line.split()
             vectors[name] = bytes.fromhex(hexframe)
-    assert len(vectors) == 8
+    assert len(vectors) == 9
     return vectors
 
 
@@ -27,6 +27,9 @@ def test_requests_encode_to_the_golden_frames():
     assert wire.encode_frame(wire.OP["verify"], [("user", "alice"), ("code", "123456"), ("service", "sshd"),
                                                  ("remoteHost", "192.0.2.7"), ("tty", "pts/0")]) \
         == v["verify_request_context"]
+    assert wire.encode_frame(wire.OP["adminEnroll"], [("user", "bob"), ("secret", "JBSWY3DPEHPK3PXP"),
+                                                      ("otpKind", "hotp"), ("counter", 5), ("importedCodes", True),
+                                                      ("recoveryCode", "12345678")]) == v["admin_enroll_request"]
 
 
 def test_responses_decode_from_the_golden_frames():
