@@ -21,12 +21,13 @@ struct Admin: ParsableCommand {
               sudo twofactor admin list
               sudo twofactor admin reset alice
               sudo twofactor admin clock
+              sudo twofactor admin doctor
             """,
-        subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self]
+        subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self, AdminDoctor.self]
     )
 
     func run() throws {
-        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock or clock (see 'twofactor admin --help')")
+        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock, clock or doctor (see 'twofactor admin --help')")
     }
 }
 
