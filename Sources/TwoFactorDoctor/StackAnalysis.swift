@@ -137,13 +137,22 @@ public struct StackAnalysis {
         // use_first_pass (or use_authtok) reached with nothing in PAM_AUTHTOK.
         var reported = Set<String>()
         for path in owner {
-            for step in path.steps where step.answer.behaviour == .noToken
-                || (step.rule.isTwoFactor && TwoFactorOptions(step.rule.arguments).source == .useFirstPass
-                    && step.answer.result == .authErr && !step.answer.askedCode) {
-                guard reported.insert(step.rule.location.description).inserted else { continue }
+            for (index, step) in path.steps.enumerated() {
+                let options = step.rule.isTwoFactor ? TwoFactorOptions(step.rule.arguments) : nil
+                let before = index > 0 ? path.steps[index - 1].answer.token : Token.none
+                let noToken = step.answer.behaviour == .noToken || (options?.source == .useFirstPass && before == .none)
+                // Our module needs a code there (or password+code with forward_pass), not a password.
+                let onlyPassword: Bool
+                if let options, options.source == .useFirstPass, !options.forwardPass, case .password = before {
+                    onlyPassword = true
+                } else {
+                    onlyPassword = false
+                }
+                guard noToken || onlyPassword, reported.insert(step.rule.location.description).inserted else { continue }
+                let why = noToken ? "none before it sets one" : "the only one before it holds the password, never a code"
                 findings.append(Finding(.warning, area: area, check: "pam.use-first-pass",
                                         title: "\(stack.service): use_first_pass without a module that sets the token",
-                                        detail: "\(step.rule.label) takes PAM_AUTHTOK from an earlier module, but none before it sets one, so it always fails.",
+                                        detail: "\(step.rule.label) takes PAM_AUTHTOK from an earlier module, but \(why), so it always fails.",
                                         fix: "remove use_first_pass (the module then asks), or put the module that asks before it"))
             }
         }
@@ -216,7 +225,7 @@ public struct StackAnalysis {
             }
             sentences.append("\(step.rule.moduleName) (\(step.rule.location)) \(how), and that success carries the stack.")
         }
-        let trail = path.steps.map { "\($0.rule.moduleName)=\($0.answer.result.name)→\($0.action)" }.joined(separator: ", ")
+        let trail = path.steps.map { "\($0.rule.moduleName)=\($0.answer.result.name)->\($0.action)" }.joined(separator: ", ")
         sentences.append("Path: \(trail).")
         return sentences.joined(separator: " ")
     }

@@ -1,0 +1,328 @@
+"""`twofactor admin doctor` against configuration trees (Tests/fixtures/doctor/<tree>/etc/...):
+Debian 12's stock files, the shipped examples as the README installs them, and broken variants.
+Each tree's verdict and exit status are asserted, and each broken variant is shown to be an actual
+bypass or lockout: its stack is installed as a throwaway PAM service (pam_twofactor.so pointed at
+the module under test and a private daemon, the way test_examples.py does it) and driven with
+pamtester, or its sshd settings are run in a throwaway sshd and logged into.
+
+Tests/fixtures/doctor/README.md says what each tree is.
+"""
+import json
+import os
+import re
+import subprocess
+import warnings
+
+import pytest
+
+import helpers
+from helpers import CODE_PROMPT, PAM_MODULE, TWOFACTOR_CLI, pamtester
+from ssh_kit import ThrowawaySshd
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIXTURES = os.path.join(ROOT, "Tests", "fixtures", "doctor")
+SUCCESS = "successfully authenticated"
+
+# tree -> (exit status, the checks of its holes and warnings)
+EXPECTED = {
+    "debian12": (2, {"pam.missing", "sshd.publickey-only"}),
+    "shipped-password-code": (0, set()),
+    "shipped-key-and-code": (0, set()),
+    "shipped-one-prompt": (0, set()),
+    "substack-sufficient": (0, set()),
+    "sufficient-unix": (2, {"pam.skips-code"}),
+    "jump-over": (2, {"pam.skips-code"}),
+    "optional-module": (2, {"pam.skips-code"}),
+    "include-sufficient": (2, {"pam.skips-code"}),
+    "ignore-then-permit": (2, {"pam.succeeds-on-nothing"}),
+    "rootok-sshd": (2, {"pam.skips-code", "pam.succeeds-on-nothing"}),
+    "nullok-empty-password": (2, {"pam.nullok"}),
+    "module-use-first-pass": (1, {"pam.lockout", "pam.use-first-pass"}),
+    "unix-use-first-pass": (1, {"pam.lockout", "pam.use-first-pass"}),
+    "failmode-open": (1, {"pam.failmode-open"}),
+    "sshd-publickey-alone": (2, {"sshd.publickey-only"}),
+    "sshd-usepam-no": (2, {"sshd.usepam-no"}),
+    "sshd-match-publickey": (2, {"sshd.publickey-only"}),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sshd_privsep_dir():
+    """`sshd -T` refuses to run without /run/sshd, sshd's own directory on every machine that
+    runs it. Made if missing and left in place: removing it could break another sshd started
+    meanwhile."""
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+
+
+def doctor(*args, socket=None):
+    """(exit status, parsed --json output) of `twofactor admin doctor ARGS --json`."""
+    command = [TWOFACTOR_CLI, "admin", "doctor", "--json", *args]
+    if socket:
+        command += ["--socket", socket]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=helpers.CLI_ENV)
+    assert done.returncode in (0, 1, 2), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def serious(report):
+    return {f["check"] for f in report["findings"] if f["severity"] in ("hole", "warning")}
+
+
+def tree(name):
+    return os.path.join(FIXTURES, name)
+
+
+def test_every_fixture_tree_has_an_expected_verdict():
+    assert set(os.listdir(FIXTURES)) - {"README.md"} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_verdict_of_each_tree(name):
+    status, report = doctor("--root", tree(name))
+    expected_status, expected_checks = EXPECTED[name]
+    assert (status, serious(report)) == (expected_status, expected_checks), json.dumps(report, indent=1)
+    assert report["exit_status"] == status
+    assert report["verdict"] == {0: "protected", 1: "warnings", 2: "hole"}[status]
+
+
+def test_text_output_gives_the_fix_and_the_same_exit_status():
+    done = subprocess.run([TWOFACTOR_CLI, "admin", "doctor", "--root", tree("jump-over")],
+                          capture_output=True, text=True, timeout=120, env=helpers.CLI_ENV)
+    assert done.returncode == 2, done.stderr
+    assert "HOLE" in done.stdout and "jumps over pam_twofactor" in done.stdout, done.stdout
+    assert "Fix: change the control of pam_unix.so" in done.stdout, done.stdout
+
+
+def test_match_block_is_found_per_user():
+    _, report = doctor("--root", tree("sshd-match-publickey"))
+    hole = next(f for f in report["findings"] if f["check"] == "sshd.publickey-only")
+    assert "user=alice" in hole["detail"] and "user=root" not in hole["detail"], hole
+
+
+# --- each broken variant, for real -------------------------------------------------------------
+
+def rewrite_module(text, socket, extra=""):
+    """pam_twofactor.so -> the module under test on the private daemon (comments untouched)."""
+    out = []
+    for line in text.splitlines():
+        if not line.lstrip().startswith("#"):
+            line = re.sub(r"(?<![\w/.-])pam_twofactor\.so(?![\w.])",
+                          f"{PAM_MODULE} socket={socket}{extra}", line)
+        out.append(line)
+    return out
+
+
+def install(pam_service, name, service, socket):
+    """The tree's /etc/pam.d/<service> as a throwaway service; files it includes that this
+    machine lacks are installed as throwaway services too, under their new names."""
+    with open(os.path.join(tree(name), "etc", "pam.d", service)) as f:
+        text = f.read()
+    for included in set(re.findall(r"(?:include|substack)\s+(\S+)", text)):
+        if os.path.exists(os.path.join("/etc/pam.d", included)):
+            continue
+        with open(os.path.join(tree(name), "etc", "pam.d", included)) as f:
+            sub = pam_service(rewrite_module(f.read(), socket), prefix="tfdi")
+        text = re.sub(rf"(?<=\s){re.escape(included)}(?=\s|$)", sub, text)
+    return pam_service(rewrite_module(text, socket), prefix="tfdoc")
+
+
+def login(service, user, answers):
+    result = pamtester(service, user.name, answers, timeout=60)
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert result.returncode in (0, 1), output
+    return result.returncode == 0, output
+
+
+@pytest.mark.parametrize("name", ["sufficient-unix", "jump-over", "include-sufficient"])
+def test_password_alone_opens_an_enrolled_account(name, daemon, user, pam_service):
+    service = install(pam_service, name, "sudo", daemon.socket)
+    daemon.enroll(user.name)
+    ok, output = login(service, user, [user.password])
+    assert ok and CODE_PROMPT not in output, output
+
+
+def test_substack_keeps_sufficient_inside_it(daemon, user, pam_service):
+    """The same rules as include-sufficient, through `substack`: the doctor says protected, and
+    the code is still required."""
+    service = install(pam_service, "substack-sufficient", "sudo", daemon.socket)
+    enrolled = daemon.enroll(user.name)
+    ok, output = login(service, user, [user.password, enrolled.codes.wrong_code()])
+    assert not ok and CODE_PROMPT in output, output
+    ok, output = login(service, user, [user.password, enrolled.code(1)])
+    assert ok, output
+
+
+def test_optional_module_accepts_a_wrong_code(daemon, user, pam_service):
+    service = install(pam_service, "optional-module", "sudo", daemon.socket)
+    enrolled = daemon.enroll(user.name)
+    ok, output = login(service, user, [user.password, enrolled.codes.wrong_code()])
+    assert ok and CODE_PROMPT in output, output
+
+
+def test_ignore_then_permit_lets_an_unenrolled_account_in_on_nothing(daemon, user, pam_service):
+    service = install(pam_service, "ignore-then-permit", "sshd", daemon.socket)
+    ok, output = login(service, user, [])
+    assert ok, output
+
+
+def test_rootok_in_sshd_lets_anyone_in(daemon, user, pam_service):
+    """pamtester runs as root, like sshd: pam_rootok succeeds for everybody there."""
+    service = install(pam_service, "rootok-sshd", "sshd", daemon.socket)
+    daemon.enroll(user.name)
+    ok, output = login(service, user, [])
+    assert ok, output
+
+
+def test_nullok_lets_an_empty_password_in(daemon, user, pam_service):
+    service = install(pam_service, "nullok-empty-password", "sudo", daemon.socket)
+    subprocess.run(["passwd", "-d", user.name], check=True, capture_output=True)
+    ok, output = login(service, user, [])
+    assert ok, output
+
+
+@pytest.mark.parametrize("name", ["module-use-first-pass", "unix-use-first-pass"])
+def test_use_first_pass_locks_the_owner_out(name, daemon, user, pam_service):
+    service = install(pam_service, name, "sudo", daemon.socket)
+    enrolled = daemon.enroll(user.name)
+    ok, output = login(service, user, [user.password, enrolled.code(1)])
+    assert not ok and CODE_PROMPT not in output, output
+
+
+def test_failmode_open_lets_the_password_alone_in_while_the_daemon_is_down(daemon, user, pam_service):
+    service = install(pam_service, "failmode-open", "sudo", daemon.socket)
+    daemon.enroll(user.name)
+    ok, output = login(service, user, [user.password])
+    assert not ok, output
+    daemon.stop()
+    ok, output = login(service, user, [user.password])
+    assert ok and CODE_PROMPT not in output, output
+
+
+class ConfiguredSshd(ThrowawaySshd):
+    """A throwaway sshd whose authentication keywords are replaced (sshd takes the first value)."""
+
+    def __init__(self, settings, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+
+    def _write_config(self):
+        super()._write_config()
+        with open(self.config) as f:
+            lines = f.read().splitlines()
+        keys = {k.lower() for k in self.settings}
+        lines = [l for l in lines if l.split(" ", 1)[0].lower() not in keys]
+        lines += [f"{k} {v}" for k, v in self.settings.items()]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def paramiko():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import paramiko as module
+    return module
+
+
+def run_after(transport):
+    channel = transport.open_session(timeout=20)
+    channel.exec_command("id -un")
+    return channel.makefile("rb").read().decode().strip()
+
+
+def test_publickey_alone_never_asks_for_the_code(daemon, user):
+    """sshd-publickey-alone: the shipped stack, but sshd lets a key alone in."""
+    pm = paramiko()
+    daemon.enroll(user.name)
+    key = pm.Ed25519Key.generate() if hasattr(pm.Ed25519Key, "generate") else None
+    if key is None:
+        keyfile = os.path.join(user.home, "id_test")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyfile], check=True)
+        key = pm.Ed25519Key.from_private_key_file(keyfile)
+    ssh_dir = os.path.join(user.home, ".ssh")
+    os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
+    with open(os.path.join(ssh_dir, "authorized_keys"), "w") as f:
+        f.write(f"{key.get_name()} {key.get_base64()}\n")
+    for path in (ssh_dir, os.path.join(ssh_dir, "authorized_keys")):
+        os.chown(path, user.uid, user.gid)
+    os.chmod(os.path.join(ssh_dir, "authorized_keys"), 0o600)
+    with open(os.path.join(tree("sshd-publickey-alone"), "etc", "pam.d", "sshd")) as f:
+        stack = rewrite_module(f.read(), daemon.socket)
+    settings = {"PubkeyAuthentication": "yes", "AuthorizedKeysFile": ".ssh/authorized_keys",
+                "AuthenticationMethods": "any"}
+    with ConfiguredSshd(settings, stack, user.name, prefix="tfdk") as sshd:
+        transport = pm.Transport(("127.0.0.1", sshd.port))
+        try:
+            transport.start_client(timeout=20)
+            transport.auth_publickey(user.name, key)
+            assert transport.is_authenticated()
+            assert run_after(transport) == user.name
+        finally:
+            transport.close()
+
+
+def test_usepam_no_lets_the_password_alone_in(daemon, user):
+    pm = paramiko()
+    daemon.enroll(user.name)
+    with open(os.path.join(tree("sshd-usepam-no"), "etc", "pam.d", "sshd")) as f:
+        stack = rewrite_module(f.read(), daemon.socket)
+    settings = {"UsePAM": "no", "PasswordAuthentication": "yes", "AuthenticationMethods": "password"}
+    with ConfiguredSshd(settings, stack, user.name, prefix="tfdp") as sshd:
+        transport = pm.Transport(("127.0.0.1", sshd.port))
+        try:
+            transport.start_client(timeout=20)
+            transport.auth_password(user.name, user.password)
+            assert transport.is_authenticated()
+            assert run_after(transport) == user.name
+        finally:
+            transport.close()
+
+
+# --- the node, live, against a private daemon ---------------------------------------------------
+
+def test_enrollment_of_a_deleted_user_is_reported_and_inherited(daemon, pam_service):
+    """userdel leaves the enrollment; a new account with the name gets the old phone's codes."""
+    old = helpers.ThrowawayUser(prefix="tfdo")
+    try:
+        enrolled = daemon.enroll(old.name)
+    finally:
+        old.remove()
+    _, report = doctor(socket=daemon.socket)
+    orphan = [f for f in report["findings"] if f["check"] == "node.orphan" and old.name in f["title"]]
+    assert orphan and orphan[0]["fix"] == f"twofactor admin reset {old.name} --yes", report["findings"]
+
+    new = helpers.ThrowawayUser(name=old.name)
+    try:
+        service = pam_service([f"auth required pam_unix.so nodelay",
+                               f"auth required {PAM_MODULE} socket={daemon.socket}"], prefix="tfdn")
+        ok, output = login(service, new, [new.password, enrolled.code(1)])
+        assert ok and CODE_PROMPT in output, output  # the old owner's code opens the new account
+        subprocess.run([TWOFACTOR_CLI, "admin", "reset", old.name, "--yes", "--socket", daemon.socket],
+                       check=True, capture_output=True)
+        _, report = doctor(socket=daemon.socket)
+        assert not [f for f in report["findings"] if f["check"] == "node.orphan" and old.name in f["title"]]
+    finally:
+        new.remove()
+
+
+def test_require_lockout_lists_the_accounts_without_2fa(daemon, user, make_user, pam_service):
+    service = pam_service(["@include common-auth",
+                           f"auth required {PAM_MODULE} socket={daemon.socket} require"], prefix="tfdr")
+    other = make_user(prefix="tfde")
+    daemon.enroll(other.name)
+    _, report = doctor("--service", service, socket=daemon.socket)
+    lockout = [f for f in report["findings"] if f["check"] == "node.require-lockout"]
+    assert lockout and user.name in lockout[0]["detail"], report["findings"]
+    assert other.name not in lockout[0]["detail"]
+    ok, output = login(service, user, [user.password])
+    assert not ok and "Two-factor authentication is required" in output, output
+    entry = next(e for e in report["entry_points"] if e["service"] == service)
+    assert entry["protected"] and entry["unenrolled"] == "refused", entry
+    daemon_ok = [f for f in report["findings"] if f["check"] == "node.daemon"]
+    assert daemon_ok and daemon_ok[0]["severity"] == "ok", report["findings"]
+
+
+def test_unreachable_daemon_is_a_warning(daemon):
+    socket = daemon.socket
+    daemon.stop()
+    status, report = doctor("--root", tree("shipped-password-code"), socket=socket)
+    assert status == 1 and serious(report) == {"node.daemon"}, report
