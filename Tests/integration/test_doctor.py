@@ -180,12 +180,21 @@ def test_nullok_lets_an_empty_password_in(daemon, user, pam_service):
     assert ok, output
 
 
-@pytest.mark.parametrize("name", ["module-use-first-pass", "unix-use-first-pass"])
-def test_use_first_pass_locks_the_owner_out(name, daemon, user, pam_service):
-    service = install(pam_service, name, "sudo", daemon.socket)
+def test_module_use_first_pass_locks_the_owner_out(daemon, user, pam_service):
+    """The token holds the password typed for pam_unix: the code is never asked."""
+    service = install(pam_service, "module-use-first-pass", "sudo", daemon.socket)
     enrolled = daemon.enroll(user.name)
     ok, output = login(service, user, [user.password, enrolled.code(1)])
     assert not ok and CODE_PROMPT not in output, output
+
+
+def test_unix_use_first_pass_locks_the_owner_out(daemon, user, pam_service):
+    """pam_unix finds no token and fails without asking; the one prompt left is the code's, and
+    even the right code cannot help."""
+    service = install(pam_service, "unix-use-first-pass", "sudo", daemon.socket)
+    enrolled = daemon.enroll(user.name)
+    ok, output = login(service, user, [enrolled.code(1)])
+    assert not ok and output.count(CODE_PROMPT) == 1 and "assword" not in output, output
 
 
 def test_failmode_open_lets_the_password_alone_in_while_the_daemon_is_down(daemon, user, pam_service):
