@@ -472,7 +472,9 @@ struct Doctor {
             case .ok: label = "ok     "
             }
             out.append("  \(label) \(printable(finding.title))")
-            if !finding.detail.isEmpty { out.append("          \(printable(finding.detail))") }
+            // Messages from the daemon may hold line breaks; one finding stays one paragraph.
+            let detail = String(finding.detail.map { $0 == "\n" ? " " : $0 })
+            if !detail.isEmpty { out.append("          \(printable(detail))") }
             if let fix = finding.fix { out.append("          Fix: \(printable(fix))") }
         }
         out.append("")
