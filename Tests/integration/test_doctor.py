@@ -10,6 +10,7 @@ Tests/fixtures/doctor/README.md says what each tree is.
 import json
 import os
 import re
+import shutil
 import subprocess
 import warnings
 
@@ -97,6 +98,22 @@ def test_match_block_is_found_per_user():
     _, report = doctor("--root", tree("sshd-match-publickey"))
     hole = next(f for f in report["findings"] if f["check"] == "sshd.publickey-only")
     assert "user=alice" in hole["detail"] and "user=root" not in hole["detail"], hole
+
+
+def test_match_group_is_evaluated_for_a_member(tmp_path, make_user):
+    """A Match Group block that lets a key alone in is found through one of the group's members."""
+    group = helpers.ThrowawayGroup(prefix="tfdg")
+    try:
+        member = make_user(prefix="tfdm", groups=(group.name,))
+        root = tmp_path / "tree"
+        shutil.copytree(tree("shipped-password-code"), root)
+        with open(root / "etc" / "ssh" / "sshd_config", "a") as f:
+            f.write(f"\nMatch Group {group.name}\n    AuthenticationMethods publickey\n")
+        status, report = doctor("--root", str(root))
+        hole = [f for f in report["findings"] if f["check"] == "sshd.publickey-only"]
+        assert status == 2 and hole and f"user={member.name}" in hole[0]["detail"], report["findings"]
+    finally:
+        group.remove()
 
 
 # --- each broken variant, for real -------------------------------------------------------------

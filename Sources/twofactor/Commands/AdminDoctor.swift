@@ -7,6 +7,7 @@ import Glibc
 #endif
 import ArgumentParser
 import TwoFactorClient
+import TwoFactorCore
 // Only the doctor's own names: the library also compiles the module's shared files (Product,
 // Wire), whose public names would clash with TwoFactorWire's.
 import protocol TwoFactorDoctor.ConfigFiles
@@ -251,12 +252,25 @@ struct Doctor {
                     let values = words[index + 1].split(separator: ",").map(String.init)
                         .filter { !$0.hasPrefix("!") && !$0.contains("*") && !$0.contains("?") }
                     if key == "user" { users += values }
+                    // A group's first member stands for the group (sshd resolves membership).
+                    if key == "group" { users += values.compactMap(firstMember) }
                     if key == "address" { addresses += values.map { String($0.split(separator: "/").first ?? Substring($0)) } }
                     index += 2
                 }
             }
         }
         return (users, addresses)
+    }
+
+    /// The first member of a group: from the tree's /etc/group, else through NSS.
+    func firstMember(of group: String) -> String? {
+        for line in (files.read("/etc/group") ?? "").split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            if fields.count >= 4, fields[0] == group, let first = fields[3].split(separator: ",").first {
+                return String(first)
+            }
+        }
+        return PasswdLookup.group(named: group)?.members.first.map { String(decoding: $0, as: UTF8.self) }
     }
 
     // MARK: - the node
