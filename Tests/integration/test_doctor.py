@@ -227,9 +227,10 @@ def test_failmode_open_lets_the_password_alone_in_while_the_daemon_is_down(daemo
 class ConfiguredSshd(ThrowawaySshd):
     """A throwaway sshd whose authentication keywords are replaced (sshd takes the first value)."""
 
-    def __init__(self, settings, *args, **kwargs):
+    def __init__(self, settings, *args, tail="", **kwargs):
         super().__init__(*args, **kwargs)
         self.settings = settings
+        self.tail = tail  # appended last (Match blocks)
 
     def _write_config(self):
         super()._write_config()
@@ -239,7 +240,7 @@ class ConfiguredSshd(ThrowawaySshd):
         lines = [l for l in lines if l.split(" ", 1)[0].lower() not in keys]
         lines += [f"{k} {v}" for k, v in self.settings.items()]
         with open(self.config, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write("\n".join(lines) + "\n" + self.tail)
 
 
 def paramiko():
@@ -255,27 +256,39 @@ def run_after(transport):
     return channel.makefile("rb").read().decode().strip()
 
 
-def test_publickey_alone_never_asks_for_the_code(daemon, user):
-    """sshd-publickey-alone: the shipped stack, but sshd lets a key alone in."""
+def authorize_key(user):
+    """A new key for `user`, in ~/.ssh/authorized_keys with the modes sshd's StrictModes wants."""
     pm = paramiko()
-    daemon.enroll(user.name)
-    key = pm.Ed25519Key.generate() if hasattr(pm.Ed25519Key, "generate") else None
-    if key is None:
-        keyfile = os.path.join(user.home, "id_test")
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyfile], check=True)
-        key = pm.Ed25519Key.from_private_key_file(keyfile)
+    keyfile = os.path.join(user.home, "id_doctor_test")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyfile], check=True)
+    key = pm.Ed25519Key.from_private_key_file(keyfile)
     ssh_dir = os.path.join(user.home, ".ssh")
     os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
-    with open(os.path.join(ssh_dir, "authorized_keys"), "w") as f:
+    authorized = os.path.join(ssh_dir, "authorized_keys")
+    with open(authorized, "w") as f:
         f.write(f"{key.get_name()} {key.get_base64()}\n")
-    for path in (ssh_dir, os.path.join(ssh_dir, "authorized_keys")):
+    for path in (ssh_dir, authorized):
         os.chown(path, user.uid, user.gid)
-    os.chmod(os.path.join(ssh_dir, "authorized_keys"), 0o600)
-    with open(os.path.join(tree("sshd-publickey-alone"), "etc", "pam.d", "sshd")) as f:
+    os.chmod(authorized, 0o600)
+    return key
+
+
+@pytest.mark.parametrize("name", ["sshd-publickey-alone", "sshd-match-publickey"])
+def test_a_key_alone_never_asks_for_the_code(name, daemon, user):
+    """sshd-publickey-alone: no AuthenticationMethods, so a key alone is enough;
+    sshd-match-publickey: keyboard-interactive for everyone but a Match block's user."""
+    pm = paramiko()
+    daemon.enroll(user.name)
+    key = authorize_key(user)
+    with open(os.path.join(tree(name), "etc", "pam.d", "sshd")) as f:
         stack = rewrite_module(f.read(), daemon.socket)
-    settings = {"PubkeyAuthentication": "yes", "AuthorizedKeysFile": ".ssh/authorized_keys",
-                "AuthenticationMethods": "any"}
-    with ConfiguredSshd(settings, stack, user.name, prefix="tfdk") as sshd:
+    if name == "sshd-publickey-alone":
+        settings, tail = {"PubkeyAuthentication": "yes", "AuthorizedKeysFile": ".ssh/authorized_keys",
+                          "AuthenticationMethods": "any"}, ""
+    else:
+        settings = {"PubkeyAuthentication": "yes", "AuthorizedKeysFile": ".ssh/authorized_keys"}
+        tail = f"Match User {user.name}\n    AuthenticationMethods publickey\n"
+    with ConfiguredSshd(settings, stack, user.name, prefix="tfdk", tail=tail) as sshd:
         transport = pm.Transport(("127.0.0.1", sshd.port))
         try:
             transport.start_client(timeout=20)
