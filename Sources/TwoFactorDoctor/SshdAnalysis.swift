@@ -57,6 +57,16 @@ public struct SshdSettings: Sendable {
 public struct SshdAnalysis {
     static let keyMethods: Set<String> = ["publickey", "hostbased", "gssapi-with-mic"]
 
+    /// What a method list runs of PAM's auth phase: "PAM stack" (keyboard-interactive: every
+    /// prompt shown), "PAM stack, one answer" (password: the password answers every prompt),
+    /// or "no PAM auth".
+    public static func pamPath(of list: [String], settings: SshdSettings) -> String {
+        guard settings.usePAM else { return "no PAM auth" }
+        if list.contains("keyboard-interactive") { return "PAM stack" }
+        if list.contains("password") { return "PAM stack, one answer for every prompt" }
+        return "no PAM auth"
+    }
+
     /// Findings for one connection (`context` says for whom, as given to sshd -C), judged against
     /// the verdict of sshd's PAM stack.
     public static func judge(_ settings: SshdSettings, context: String, stack: StackVerdict, stackHasForwardPass: Bool) -> [Finding] {

@@ -42,12 +42,13 @@ public struct StackVerdict: Sendable {
 public struct StackAnalysis {
     /// How badly a missing pam_twofactor counts for this entry point.
     public var missingSeverity: Severity
-    /// Accounts whose password is empty (from the shadow file), for `nullok`.
-    public var emptyPasswordAccounts: [String]
+    /// Accounts whose password is empty (from the shadow file), for `nullok`; nil when the
+    /// shadow file could not be read.
+    public var emptyPasswordAccounts: [String]?
     /// The code alone is acceptable (sshd checked a key first); else it is a finding.
     public var codeAloneAccepted: Bool
 
-    public init(missingSeverity: Severity = .hole, emptyPasswordAccounts: [String] = [], codeAloneAccepted: Bool = false) {
+    public init(missingSeverity: Severity = .hole, emptyPasswordAccounts: [String]? = [], codeAloneAccepted: Bool = false) {
         self.missingSeverity = missingSeverity
         self.emptyPasswordAccounts = emptyPasswordAccounts
         self.codeAloneAccepted = codeAloneAccepted
@@ -164,10 +165,15 @@ public struct StackAnalysis {
         }
         if !verdict.nothing, emptyPassword.contains(where: \.succeeded) {
             let nullokRules = stack.rules.filter { $0.has("nullok") }.map(\.label).joined(separator: ", ")
-            let severity: Severity = emptyPasswordAccounts.isEmpty ? .info : .hole
+            let empty = emptyPasswordAccounts ?? []
+            let severity: Severity = empty.isEmpty ? .info : .hole
             var detail = "\(nullokRules): an account whose password is empty passes with no password; without two-factor authentication it logs in on nothing."
-            detail += emptyPasswordAccounts.isEmpty ? " No account has an empty password now." :
-                " Accounts with an empty password now: \(emptyPasswordAccounts.joined(separator: ", "))."
+            if emptyPasswordAccounts == nil {
+                detail += " The shadow file could not be read, so whether such an account exists was not checked."
+            } else {
+                detail += empty.isEmpty ? " No account has an empty password now." :
+                    " Accounts with an empty password now: \(empty.joined(separator: ", "))."
+            }
             findings.append(Finding(severity, area: area, check: "pam.nullok",
                                     title: "\(stack.service): nullok lets an empty password in", detail: detail,
                                     fix: "remove nullok from pam_unix (common-auth: run `pam-auth-update` or edit the line), or give those accounts a password"))

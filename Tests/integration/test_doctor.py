@@ -84,6 +84,11 @@ def test_verdict_of_each_tree(name):
     assert (status, serious(report)) == (expected_status, expected_checks), json.dumps(report, indent=1)
     assert report["exit_status"] == status
     assert report["verdict"] == {0: "protected", 1: "warnings", 2: "hole"}[status]
+    protected = {e["service"]: e["protected"] for e in report["entry_points"]}
+    if status == 0:
+        assert all(protected.values()), report["entry_points"]
+    if any(check.startswith("sshd.") for check in expected_checks) and status == 2:
+        assert not protected["sshd"], report["entry_points"]
 
 
 def test_text_output_gives_the_fix_and_the_same_exit_status():

@@ -45,7 +45,8 @@ struct AdminDoctor: ParsableCommand {
 
             With --json: {"verdict", "exit_status", "root", "entry_points": [{"service", \
             "file", "protected", "summary", "asks_code", "password_alone", "code_alone", \
-            "nothing", "unenrolled"}], "findings": [{"severity" (hole, warning, info, ok), \
+            "nothing", "unenrolled"}], "sshd": [{"context", "methods": [{"list", "auth"}]}], \
+            "findings": [{"severity" (hole, warning, info, ok), \
             "area", "check", "title", "detail", "fix"}]}.
 
             EXIT STATUS
@@ -105,6 +106,8 @@ struct Doctor {
     let client: DaemonClient?
     var findings: [Finding] = []
     var entryPoints: [EntryPoint] = []
+    /// sshd's method lists per connection context, and what each runs.
+    var sshdMethods: [(context: String, lists: [(methods: String, path: String)])] = []
 
     var files: TreeFiles { TreeFiles(root: root) }
     var live: Bool { root.isEmpty }
@@ -118,8 +121,14 @@ struct Doctor {
 
     mutating func examine() {
         let passwd = PasswdEntry.parse(files.read("/etc/passwd") ?? "")
-        let emptyPasswords = files.read("/etc/shadow").map(PasswdEntry.emptyPasswords) ?? []
+        // nil: no shadow file could be read (not root, or a tree without one).
+        let emptyPasswords = files.read("/etc/shadow").map(PasswdEntry.emptyPasswords)
         let sshd = sshdSettings()
+        sshdMethods = sshd.map { entry in
+            (entry.context, entry.settings.usableLists.map { list in
+                (list.joined(separator: ","), SshdAnalysis.pamPath(of: list, settings: entry.settings))
+            })
+        }
         let pam = PamConfig(files: files)
 
         // The PAM stacks of the entry points.
@@ -167,6 +176,10 @@ struct Doctor {
                 let detail = finding.detail.hasSuffix(" ()") ? String(finding.detail.dropLast(3)) : finding.detail
                 finding.detail = detail + " For: " + contexts.joined(separator: "; ") + "."
                 findings.append(finding)
+            }
+            // A method that skips PAM makes sshd unprotected, whatever its stack says.
+            if merged.contains(where: { $0.0.severity == .hole }), let index = entryPoints.firstIndex(where: { $0.verdict.service == "sshd" }) {
+                entryPoints[index].protected = false
             }
         }
 
@@ -432,6 +445,12 @@ struct Doctor {
                     ("unenrolled", .string(entry.verdict.unenrolled)),
                 ])
             })),
+            ("sshd", .array(sshdMethods.map { context in
+                .object([
+                    ("context", .string(context.context)),
+                    ("methods", .array(context.lists.map { .object([("list", .string($0.methods)), ("auth", .string($0.path))]) })),
+                ])
+            })),
             ("findings", .array(sorted.map { finding in
                 .object([
                     ("severity", .string(finding.severity.name)),
@@ -476,6 +495,14 @@ struct Doctor {
         table.rows = entryPoints.map { [$0.verdict.service, $0.protected ? "yes" : "NO", $0.verdict.summary] }
         out.append(table.rendered().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         out.append("")
+        if !sshdMethods.isEmpty {
+            out.append("sshd methods in effect")
+            for context in sshdMethods {
+                let lists = context.lists.map { "\($0.methods) (\($0.path))" }.joined(separator: "; ")
+                out.append("  \(context.context): \(lists.isEmpty ? "none usable" : lists)")
+            }
+            out.append("")
+        }
         out.append("Findings")
         for finding in sorted {
             let label: String
