@@ -18,7 +18,7 @@ import pytest
 
 import helpers
 from helpers import CODE_PROMPT, PAM_MODULE, TWOFACTOR_CLI, pamtester
-from ssh_kit import ThrowawaySshd
+from ssh_kit import ThrowawaySshd, paramiko_login
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.path.join(ROOT, "Tests", "fixtures", "doctor")
@@ -44,6 +44,7 @@ EXPECTED = {
     "sshd-publickey-alone": (2, {"sshd.publickey-only"}),
     "sshd-usepam-no": (2, {"sshd.usepam-no"}),
     "sshd-match-publickey": (2, {"sshd.publickey-only"}),
+    "sshd-password-method": (1, {"sshd.password-method"}),
 }
 
 
@@ -321,6 +322,26 @@ def test_usepam_no_lets_the_password_alone_in(daemon, user):
             transport.close()
 
 
+def test_password_method_cannot_ask_for_the_code(daemon, user):
+    """sshd-password-method: the password method gives the one password to the code prompt too,
+    so an enrolled account is refused there (and gets in with keyboard-interactive)."""
+    pm = paramiko()
+    enrolled = daemon.enroll(user.name)
+    with open(os.path.join(tree("sshd-password-method"), "etc", "pam.d", "sshd")) as f:
+        stack = rewrite_module(f.read(), daemon.socket)
+    settings = {"PasswordAuthentication": "yes", "AuthenticationMethods": "any"}
+    with ConfiguredSshd(settings, stack, user.name, prefix="tfdw") as sshd:
+        transport = pm.Transport(("127.0.0.1", sshd.port))
+        try:
+            transport.start_client(timeout=20)
+            with pytest.raises(pm.AuthenticationException):
+                transport.auth_password(user.name, user.password)
+        finally:
+            transport.close()
+        result = paramiko_login(sshd.port, user.name, user.password, enrolled.code(1))
+        assert result.authenticated and result.asked_for_code(), result
+
+
 # --- the node, live, against a private daemon ---------------------------------------------------
 
 def test_enrollment_of_a_deleted_user_is_reported_and_inherited(daemon, pam_service):
@@ -370,3 +391,21 @@ def test_unreachable_daemon_is_a_warning(daemon):
     daemon.stop()
     status, report = doctor("--root", tree("shipped-password-code"), socket=socket)
     assert status == 1 and serious(report) == {"node.daemon"}, report
+
+
+def test_module_file_writable_by_others_is_a_hole(tmp_path, pam_service):
+    """The module runs as root inside sshd and sudo: a copy anyone may rewrite is a hole."""
+    directory = tmp_path / "lib"
+    directory.mkdir()
+    os.chmod(tmp_path, 0o755)
+    copy = directory / "pam_twofactor.so"
+    shutil.copy(PAM_MODULE, copy)
+    service = pam_service(["@include common-auth", f"auth required {copy}"], prefix="tfdf")
+    os.chmod(copy, 0o644)
+    _, report = doctor("--service", service, socket="/nonexistent/twofactord.sock")
+    mode = [f for f in report["findings"] if f["check"] == "node.module-mode" and str(copy) in f["title"]]
+    assert mode and mode[0]["severity"] == "ok", report["findings"]
+    os.chmod(copy, 0o666)
+    status, report = doctor("--service", service, socket="/nonexistent/twofactord.sock")
+    mode = [f for f in report["findings"] if f["check"] == "node.module-mode" and str(copy) in f["title"]]
+    assert status == 2 and mode and mode[0]["severity"] == "hole", report["findings"]
