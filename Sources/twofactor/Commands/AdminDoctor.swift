@@ -99,6 +99,9 @@ struct EntryPoint {
 }
 
 struct Doctor {
+    /// The PAM services always checked (those missing from the tree are reported as not installed).
+    static let entryPointServices = ["sshd", "sudo", "login", "su"]
+
     let root: String
     let user: String?
     let extraServices: [String]
@@ -134,10 +137,10 @@ struct Doctor {
         // The PAM stacks of the entry points.
         var sshdVerdict: StackVerdict?
         var forwardPass = false
-        let names = ["sshd", "sudo", "login", "su"] + extraServices.map { $0.lowercased() }
+        let names = Doctor.entryPointServices + extraServices.map { $0.lowercased() }
         var seen = Set<String>()
         for name in names where seen.insert(name).inserted {
-            let isExtra = !["sshd", "sudo", "login", "su"].contains(name) || extraServices.contains(name)
+            let isExtra = !Doctor.entryPointServices.contains(name) || extraServices.contains(name)
             if !isExtra && !pam.exists(name) {
                 findings.append(Finding(.info, area: "pam:\(name)", check: "pam.absent",
                                         title: "\(name): no \(pam.path(of: name)); not installed, not checked"))
