@@ -409,3 +409,117 @@ def test_module_file_writable_by_others_is_a_hole(tmp_path, pam_service):
     status, report = doctor("--service", service, socket="/nonexistent/twofactord.sock")
     mode = [f for f in report["findings"] if f["check"] == "node.module-mode" and str(copy) in f["title"]]
     assert status == 2 and mode and mode[0]["severity"] == "hole", report["findings"]
+
+
+# --- the model against libpam: every tree's sshd and sudo stacks, run for real ------------------
+
+class LibPam:
+    """pam_start/pam_authenticate/pam_end through ctypes, as root (like pamtester and sshd),
+    answering each prompt by its text: the code prompt, the one-prompt "Password and two-factor
+    code", anything with "assword". Failure delays are skipped through PAM_FAIL_DELAY."""
+
+    PAM_FAIL_DELAY = 10
+
+    def __init__(self):
+        import ctypes
+        self.c = ctypes
+        self.pam = ctypes.CDLL("libpam.so.0")
+        self.libc = ctypes.CDLL("libc.so.6")
+        self.libc.calloc.restype = ctypes.c_void_p
+        self.libc.strdup.restype = ctypes.c_void_p
+        self.libc.strdup.argtypes = [ctypes.c_char_p]
+
+        class Message(ctypes.Structure):
+            _fields_ = [("style", ctypes.c_int), ("text", ctypes.c_char_p)]
+
+        class Response(ctypes.Structure):
+            _fields_ = [("resp", ctypes.c_void_p), ("retcode", ctypes.c_int)]
+
+        self.Message, self.Response = Message, Response
+        self.Conv = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.POINTER(Message)),
+                                     ctypes.POINTER(ctypes.POINTER(Response)), ctypes.c_void_p)
+        self.Delay = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+
+        class Conversation(ctypes.Structure):
+            _fields_ = [("conv", self.Conv), ("appdata", ctypes.c_void_p)]
+
+        self.Conversation = Conversation
+
+    def authenticate(self, service, user, password, code):
+        """(succeeded, the prompts asked)."""
+        c = self.c
+        prompts = []
+
+        def answer(text):
+            if "Password and two-factor code" in text:
+                return password + code
+            if CODE_PROMPT.strip() in text:
+                return code
+            if "assword" in text:
+                return password
+            return ""
+
+        def conv(count, messages, responses, _data):
+            array = self.libc.calloc(count, c.sizeof(self.Response))
+            replies = c.cast(array, c.POINTER(self.Response))
+            for i in range(count):
+                message = messages[i].contents
+                text = (message.text or b"").decode(errors="replace")
+                if message.style in (1, 2):  # PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON
+                    prompts.append(text)
+                    replies[i].resp = self.libc.strdup(answer(text).encode())
+            responses[0] = replies
+            return 0
+
+        callback = self.Conv(conv)
+        no_delay = self.Delay(lambda *_: None)
+        conversation = self.Conversation(callback, None)
+        handle = c.c_void_p()
+        assert self.pam.pam_start(service.encode(), user.encode(), c.byref(conversation), c.byref(handle)) == 0
+        try:
+            self.pam.pam_set_item(handle, self.PAM_FAIL_DELAY, no_delay)
+            status = self.pam.pam_authenticate(handle, 0)
+        finally:
+            self.pam.pam_end(handle, 0)
+        return status == 0, prompts
+
+
+def stack_cases():
+    """(tree, service) for the sshd and sudo stacks of every tree, each distinct stack once."""
+    seen, cases = set(), []
+    for name in sorted(EXPECTED):
+        for service in ("sshd", "sudo"):
+            with open(os.path.join(tree(name), "etc", "pam.d", service)) as f:
+                text = f.read()
+            if text not in seen:
+                seen.add(text)
+                cases.append((name, service))
+    return cases
+
+
+@pytest.mark.parametrize("name,service", stack_cases(), ids=lambda v: v)
+def test_the_model_agrees_with_libpam(name, service, daemon, user, make_user, pam_service):
+    """What the doctor says of a stack (owner gets in, password alone, code alone, nothing, an
+    account without 2FA) is what libpam does with it, answer by answer."""
+    _, report = doctor("--root", tree(name))
+    verdict = next(e for e in report["entry_points"] if e["service"] == service)
+    installed = install(pam_service, name, service, daemon.socket)
+    enrolled = daemon.enroll(user.name)
+    codes = iter(enrolled.recovery_codes)  # single-use codes, no waiting for TOTP steps
+    wrong = enrolled.codes.wrong_code()
+    other = make_user(prefix="tfdu")
+    pam = LibPam()
+
+    owner, prompts = pam.authenticate(installed, user.name, user.password, next(codes))
+    assert owner == (verdict["summary"].find("cannot log in") < 0), (verdict, prompts)
+    if owner:
+        assert verdict["asks_code"] == any(CODE_PROMPT.strip() in p or "two-factor code" in p for p in prompts), prompts
+    password_alone, prompts = pam.authenticate(installed, user.name, user.password, wrong)
+    assert password_alone == verdict["password_alone"], (verdict, prompts)
+    code_alone, prompts = pam.authenticate(installed, user.name, "not-" + user.password, next(codes))
+    assert code_alone == verdict["code_alone"], (verdict, prompts)
+    nothing_enrolled, _ = pam.authenticate(installed, user.name, "", "")
+    nothing_unenrolled, _ = pam.authenticate(installed, other.name, "", "")
+    assert (nothing_enrolled or nothing_unenrolled) == verdict["nothing"], verdict
+    unenrolled, prompts = pam.authenticate(installed, other.name, other.password, wrong)
+    assert unenrolled == (verdict["unenrolled"] != "refused"), (verdict, prompts)
