@@ -67,10 +67,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // `twofactor admin doctor`: PAM stacks and sshd settings judged, without running them.
+        // Compiles the module's option parser (Options.swift) through symlinks, like PAMTwoFactorPure.
+        .target(name: "TwoFactorDoctor"),
         .executableTarget(
             name: "twofactor",
             dependencies: [
-                "TwoFactorCore", "TwoFactorWire", "TwoFactorClient", "CQREncode",
+                "TwoFactorCore", "TwoFactorWire", "TwoFactorClient", "CQREncode", "TwoFactorDoctor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -103,6 +106,7 @@ let package = Package(
 
         .testTarget(name: "TwoFactorCoreTests", dependencies: ["TwoFactorCore"]),
         .testTarget(name: "PAMTwoFactorTests", dependencies: ["PAMTwoFactorPure"]),
+        .testTarget(name: "TwoFactorDoctorTests", dependencies: ["TwoFactorDoctor"]),
         .testTarget(name: "TwoFactorWireTests", dependencies: ["TwoFactorWire"]),
         .testTarget(
             name: "TwoFactorDaemonTests",

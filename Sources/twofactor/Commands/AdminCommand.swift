@@ -22,13 +22,14 @@ struct Admin: ParsableCommand {
               sudo twofactor admin reset alice
               sudo twofactor admin clock
               sudo twofactor admin import-google-authenticator --all --dry-run
+              sudo twofactor admin doctor
             """,
         subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self,
-                      AdminEnroll.self, AdminImportGoogleAuthenticator.self]
+                      AdminEnroll.self, AdminImportGoogleAuthenticator.self, AdminDoctor.self]
     )
 
     func run() throws {
-        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock, clock, enroll or import-google-authenticator (see 'twofactor admin --help')")
+        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock, clock, enroll, import-google-authenticator or doctor (see 'twofactor admin --help')")
     }
 }
 

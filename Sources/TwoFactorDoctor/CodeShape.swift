@@ -1,0 +1,1 @@
+../TwoFactorCore/CodeShape.swift

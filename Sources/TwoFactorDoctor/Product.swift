@@ -1,0 +1,1 @@
+../TwoFactorWire/Product.swift

@@ -1,0 +1,1 @@
+../PAMTwoFactor/Secret.swift
