@@ -27,6 +27,9 @@ struct Authentication {
     var userPointer: UnsafePointer<CChar>? = nil
 
     mutating func run() -> Int32 {
+        // One connection to twofactord, kept from `check` to `verify` (DaemonLink), or -1.
+        var connection: Int32 = -1
+        defer { if connection >= 0 { close(connection) } }
         var typedUser: UnsafePointer<CChar>? = nil
         let userStatus = pam_get_user(pamh, &typedUser, nil)
         guard userStatus == PAM_SUCCESS else {
@@ -52,7 +55,7 @@ struct Authentication {
         }
         // 1. Does this account use 2FA?
         let checkAnswer: WireMessage
-        switch ask(.check, capacity: Requests.checkCapacity, { (request) throws(WireError) in
+        switch ask(.check, capacity: Requests.checkCapacity, connection: &connection, { (request) throws(WireError) in
             try Requests.check(user: user, into: &request)
         }) {
         case .answer(let answer): checkAnswer = answer
@@ -78,7 +81,7 @@ struct Authentication {
         }
 
         // 3. Have the daemon judge it.
-        switch ask(.verify, capacity: Requests.verifyCapacity, { (request) throws(WireError) in
+        switch ask(.verify, capacity: Requests.verifyCapacity, connection: &connection, { (request) throws(WireError) in
             try Requests.verify(user: user, code: code.bytes, service: contextItem(PAM_SERVICE),
                                 remoteHost: contextItem(PAM_RHOST), tty: contextItem(PAM_TTY), into: &request)
         }) {
@@ -94,8 +97,9 @@ struct Authentication {
     }
 
     /// One request, encoded by `encode` into a fresh buffer of `capacity` (zeroed when done),
-    /// to the daemon at the configured socket, within the configured timeout.
-    func ask(_ operation: Operation, capacity: Int,
+    /// to the daemon at the configured socket (on `connection` when still open), within the
+    /// configured timeout.
+    func ask(_ operation: Operation, capacity: Int, connection: inout Int32,
              _ encode: (inout SecretBytes) throws(WireError) -> Void) -> Exchange {
         var request = SecretBytes(capacity: capacity)
         do {
@@ -106,7 +110,8 @@ struct Authentication {
         }
         do {
             return .answer(try DaemonLink.exchange(socketPath: options.socketPath, daemonUser: options.daemonUser,
-                                                   frame: request.bytes, timeoutSeconds: options.timeoutSeconds))
+                                                   frame: request.bytes, timeoutSeconds: options.timeoutSeconds,
+                                                   connection: &connection))
         } catch {
             return .finished(unavailable(error, during: operation))
         }

@@ -25,24 +25,69 @@ struct LinkFailure: Error {
     }
 }
 
-/// One request and its answer over a fresh Unix-socket connection, all within `timeoutSeconds`
+/// One request and its answer over a Unix-socket connection, all within `timeoutSeconds`
 /// (connect, write and read share one deadline, so a daemon that accepts and then stalls costs
-/// the timeout, not a hang).
+/// the timeout, not a hang). A login asks `check` and then `verify` on the same connection when
+/// the daemon still holds it open (it closes idle ones after its read timeout): one connect and
+/// one peer check per login instead of two.
 enum DaemonLink {
     /// The module only ever gets short answers; anything bigger is not a sane reply to check or
     /// verify and is treated like garbage.
     static let maxResponseLength = 64 * 1024
 
-    /// `daemonUser` names the only account besides root whose process may answer.
+    /// `daemonUser` names the only account besides root whose process may answer. `connection`
+    /// is the descriptor of an earlier exchange (or -1): it is used again when still open, else
+    /// replaced by a new, peer-checked connection. After a failure it is closed and -1.
     static func exchange(socketPath: UnsafeBufferPointer<UInt8>, daemonUser: UnsafePointer<CChar>,
-                         frame: UnsafeBufferPointer<UInt8>, timeoutSeconds: Int) throws(LinkFailure) -> WireMessage {
+                         frame: UnsafeBufferPointer<UInt8>, timeoutSeconds: Int,
+                         connection: inout Int32) throws(LinkFailure) -> WireMessage {
         let deadline = monotonicMillis() + Int64(timeoutSeconds) * 1000
+        if connection >= 0 && !isIdleAndOpen(connection) { close(connection); connection = -1 }
+        if connection >= 0 {
+            do {
+                return try requestAndAnswer(connection, frame, deadline)
+            } catch {
+                // The daemon may have closed the idle connection just as we sent: ask once more on
+                // a new one, within the same deadline. Harmless even if the first request was
+                // judged: a verify that already used its code is refused as reused, never
+                // accepted twice.
+                close(connection)
+                connection = -1
+            }
+        }
+        connection = try open(socketPath, daemonUser, deadline)
+        do {
+            return try requestAndAnswer(connection, frame, deadline)
+        } catch {
+            close(connection)
+            connection = -1
+            throw error
+        }
+    }
+
+    /// A new connection whose peer is root or `daemonUser`; nothing is sent before that is known.
+    private static func open(_ socketPath: UnsafeBufferPointer<UInt8>, _ daemonUser: UnsafePointer<CChar>,
+                             _ deadline: Int64) throws(LinkFailure) -> Int32 {
         let fd = socket(AF_UNIX, Int32(TWOFACTOR_SOCKET_TYPE), 0)
         if fd < 0 { throw .unusable("socket", errnum: errnoValue()) }
-        defer { close(fd) }
+        do {
+            try connect(fd, socketPath, deadline)
+            try checkPeer(fd, daemonUser: daemonUser)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
 
-        try connect(fd, socketPath, deadline)
-        try checkPeer(fd, daemonUser: daemonUser)
+    /// True when nothing has arrived on `fd` since its last answer: no hang-up, no stray bytes.
+    private static func isIdleAndOpen(_ fd: Int32) -> Bool {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) == 0
+    }
+
+    private static func requestAndAnswer(_ fd: Int32, _ frame: UnsafeBufferPointer<UInt8>,
+                                         _ deadline: Int64) throws(LinkFailure) -> WireMessage {
         try sendAll(fd, frame, deadline)
 
         var header: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)

@@ -29,9 +29,13 @@ public final class RequestProcessor: Sendable {
             respond(Self.answer(.unknownOperation, message: "unknown operation 0x\(String(request.code, radix: 16))"))
             return
         }
+        if operation == .check {  // the one operation that needs no clock: not read for it
+            check(request, caller, respond)
+            return
+        }
         let moment = Moment(now: wallClock(), otpTime: clock.verificationTime())
         switch operation {
-        case .check: check(request, caller, respond)
+        case .check: break  // answered above
         case .verify: verify(request, caller, moment, respond)
         case .enrollBegin, .enrollConfirm, .enrollCancel, .regenerateRecoveryCodes, .disable, .status,
              .resetAccount, .unlockAccount, .adminEnroll:
@@ -51,9 +55,15 @@ public final class RequestProcessor: Sendable {
             return
         }
         let rules = self.rules
+        let answer: @Sendable (Bool) -> WireMessage = { WireMessage(status: $0 ? .enrolled : .notEnrolled) }
+        // Usually answered right here, on the connection's thread (readNow); `read` if not.
+        if let enrolled = store.readNow({ try rules.isEnrolled($0, user: user) }) {
+            respond(answer(enrolled))
+            return
+        }
         store.read({ try rules.isEnrolled($0, user: user) }) { result in
             switch result {
-            case .success(let enrolled): respond(WireMessage(status: enrolled ? .enrolled : .notEnrolled))
+            case .success(let enrolled): respond(answer(enrolled))
             case .failure: respond(Self.internalError())
             }
         }

@@ -262,7 +262,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             switch result {
             case .success(let caller):
                 processor.handle(request, caller: caller) { answer in
-                    eventLoop.execute { loopBound.value.finish(answer) }
+                    // Answered at once (check) or from the store's threads (everything else).
+                    if eventLoop.inEventLoop {
+                        loopBound.value.finish(answer)
+                    } else {
+                        eventLoop.execute { loopBound.value.finish(answer) }
+                    }
                 }
             case .failure:  // the lookup pool is stopping with the daemon
                 loopBound.value.finish(RequestProcessor.answer(.busy, message: "twofactord is stopping; try again"))

@@ -151,6 +151,34 @@ final class StoreAndRulesTests: XCTestCase {
         XCTAssertGreaterThan(stats.largestBatch, 1)
     }
 
+    /// `check` is answered on the event loop through readNow: it must see every write whose
+    /// completion has run (an enrollment the person was just told about), also at once after a
+    /// disable, and step aside (nil) once the store is closed.
+    func testReadNowSeesEveryCompletedWriteAndStopsAtClose() throws {
+        let rules = self.rules()
+        XCTAssertEqual(store.readNow { try rules.isEnrolled($0, user: "alice") }, false)
+        _ = try enroll(rules, "alice", at: 1_700_000_000)
+        XCTAssertEqual(store.readNow { try rules.isEnrolled($0, user: "alice") }, true)
+        let removed = try write { try rules.reset($0, user: "alice") }
+        XCTAssertEqual(removed.status, .ok)
+        XCTAssertEqual(store.readNow { try rules.isEnrolled($0, user: "alice") }, false)
+        // Every field comes back as saved (record reads the columns by position).
+        var saved = AccountRecord(name: "bob")
+        saved.enrollment = EnrollmentRecord(sealedSecret: [1, 2, 3], algorithm: "SHA256", digits: 8, period: 60, createdAt: 11)
+        saved.pending = EnrollmentRecord(sealedSecret: [4, 5], algorithm: "SHA512", digits: 7, period: 45, createdAt: 12)
+        saved.lastStep = 13
+        saved.lastUsedAt = 14
+        saved.failures = 15
+        saved.lockedUntil = 16
+        saved.lockouts = 17
+        saved.driftSteps = -18
+        let copy = saved
+        try write { try $0.save(copy) }
+        XCTAssertEqual(store.readNow { try $0.account(named: "bob") }, saved)
+        store.close()
+        XCTAssertNil(store.readNow { try rules.isEnrolled($0, user: "alice") })
+    }
+
     func testFailedCommitFailsEveryUnitOfTheBatch() throws {
         // Hold the writer so the next units queue up into one batch.
         let gate = DispatchSemaphore(value: 0)

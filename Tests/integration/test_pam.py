@@ -328,6 +328,44 @@ def test_right_code_logs_in_and_the_same_code_again_fails(daemon, enrolled, serv
     assert "reason=code-reused" in daemon.log()
 
 
+def daemon_connections(service, user, answers, socket_path):
+    """Runs pamtester under strace; returns (Run-like outcome text, connects to `socket_path`)."""
+    with tempfile.NamedTemporaryFile(prefix="tfpam-strace-", dir="/tmp") as trace:
+        result = pamtester(service, user, answers, wrapper=("strace", "-f", "-qq", "-e", "trace=connect",
+                                                            "-o", trace.name))
+        calls = open(trace.name).read()
+    return result, calls.count(f'sun_path="{socket_path}"')
+
+
+def test_a_login_asks_check_and_verify_on_one_connection(daemon, enrolled, service_for):
+    """One connect (and one peer check) per login, not one per request: the daemon keeps the
+    connection open while the person types the code (within its read timeout)."""
+    result, connects = daemon_connections(service_for(), enrolled.user, [enrolled.code(steps_ahead=1)], daemon.socket)
+    assert result.returncode == 0, result
+    assert connects == 1, f"{connects} connections for one login"
+
+
+def test_a_connection_the_daemon_closed_during_the_prompt_is_replaced(daemon_factory, make_user, pam_service):
+    """Someone slower than the daemon's read timeout: it closed the idle connection after check,
+    so the module connects again for verify, and the login still works (once)."""
+    daemon = daemon_factory(read_timeout=1)
+    user = make_user()
+    enrollment = daemon.enroll(user.name)
+    service = pam_service(observing_stack(f"socket={daemon.socket}"))
+    code = enrollment.code(steps_ahead=1)
+    process = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=connect", "-o", f"{daemon.dir}/connects",
+                                "pamtester", "-v", service, user.name, "authenticate"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(2.5)  # at the prompt, past the daemon's read timeout
+    output, _ = process.communicate(f"{code}\n".encode(), timeout=30)
+    assert process.returncode == 0, output
+    assert OUTCOMES["success"] in output.decode(), output
+    with open(f"{daemon.dir}/connects") as f:
+        assert f.read().count(f'sun_path="{daemon.socket}"') == 2
+    again = Run(service, user.name, [code])
+    assert again.outcome == "auth_err", again
+
+
 def test_wrong_code_fails_with_the_message(daemon, enrolled, service_for):
     service = service_for()
     run = Run(service, enrolled.user, [wrong_code(enrolled.secret)])

@@ -99,6 +99,16 @@ public protocol AccountStore: AnyObject, Sendable {
     /// Runs a read-only `body` on a consistent snapshot, concurrently with the writer.
     func read<T: Sendable>(_ body: @escaping @Sendable (any AccountTransaction) throws -> T,
                            completion: @escaping @Sendable (Result<T, StoreError>) -> Void)
+    /// Runs a short read-only `body` at once, on the calling thread, when the store can do so
+    /// without waiting for anything (a lock, another unit, the network); nil when it cannot, and
+    /// the caller then uses `read`. It sees every unit whose completion has run. For `check`,
+    /// one lookup by name: handing it to another thread and back costs more than the lookup.
+    func readNow<T>(_ body: (any AccountTransaction) throws -> T) -> T?
     /// Finishes queued units, then closes. Later calls complete with a StoreError.
     func close()
+}
+
+extension AccountStore {
+    /// A store that cannot read without waiting (over a network, say) always answers nil.
+    public func readNow<T>(_ body: (any AccountTransaction) throws -> T) -> T? { nil }
 }

@@ -10,6 +10,12 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     private let readQueue = DispatchQueue(label: "twofactord.store.read", attributes: .concurrent)
     private let deliveryQueue = DispatchQueue(label: "twofactord.store.deliver", attributes: .concurrent)
     private let deliveries = DispatchGroup()
+    /// A read-only connection of its own for `readNow`, used by one thread at a time (the event
+    /// loop): never shared with `read`, whose long reads (list) could otherwise make it wait.
+    /// Busy means "not now" (nil), not a 10 s wait.
+    private let immediateReader: DatabaseQueue
+    private let immediateLock = NSLock()
+    private var immediateClosed = false
 
     // Writer state, guarded by `condition`.
     private let condition = NSCondition()
@@ -40,6 +46,11 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
                 guard journal?.lowercased() == "wal" else { throw StoreError("journal mode is \(journal ?? "?"), expected wal") }
             }
             try Self.migrator.migrate(pool)
+            var immediate = Configuration()
+            immediate.label = "twofactord.immediate"
+            immediate.readonly = true
+            immediate.busyMode = .immediateError
+            immediateReader = try DatabaseQueue(path: path, configuration: immediate)
         } catch let error as StoreError {
             throw error
         } catch {
@@ -125,7 +136,20 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
         }
     }
 
+    public func readNow<T>(_ body: (any AccountTransaction) throws -> T) -> T? {
+        guard immediateLock.try() else { return nil }
+        defer { immediateLock.unlock() }
+        guard !immediateClosed else { return nil }
+        // One statement needs no transaction of its own: SQLite reads it from one snapshot. Any
+        // failure (busy, I/O) is left to `read`, which waits, retries and reports it.
+        return try? immediateReader.inDatabase { db in try body(SQLiteTransaction(db: db)) }
+    }
+
     public func close() {
+        immediateLock.lock()
+        immediateClosed = true
+        try? immediateReader.close()
+        immediateLock.unlock()
         condition.lock()
         if closed { condition.unlock(); return }
         closing = true
@@ -264,12 +288,13 @@ struct SQLiteTransaction: AccountTransaction {
     let db: Database
 
     func account(named name: String) throws -> AccountRecord? {
-        guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM account WHERE name = ?"), arguments: [name]) else { return nil }
+        guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.columns) FROM account WHERE name = ?"),
+                                         arguments: [name]) else { return nil }
         return Self.record(row)
     }
 
     func allAccounts() throws -> [AccountRecord] {
-        try Row.fetchAll(db, sql: "SELECT * FROM account ORDER BY name").map(Self.record)
+        try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM account ORDER BY name").map(Self.record)
     }
 
     func save(_ account: AccountRecord) throws {
@@ -329,28 +354,35 @@ struct SQLiteTransaction: AccountTransaction {
         }
     }
 
+    /// The columns `record` reads, in its order: by position, since looking a column up by name
+    /// for every field cost more than the rest of a `check`.
+    static let columns = """
+        name, secret, algorithm, digits, period, enrolled_at, pending_secret, pending_algorithm, \
+        pending_digits, pending_period, pending_since, last_step, last_used_at, failures, locked_until, \
+        lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window
+        """
+
     private static func record(_ row: Row) -> AccountRecord {
-        var record = AccountRecord(name: row["name"])
-        if let secret = row["secret"] as Data? {
-            record.enrollment = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row["algorithm"] ?? "SHA1",
-                                                 digits: row["digits"] ?? 6, period: row["period"] ?? 30,
-                                                 createdAt: row["enrolled_at"] ?? 0, kind: row["kind"] ?? OTPKind.totp.rawValue)
+        var record = AccountRecord(name: row[0])
+        if let secret = row[1] as Data? {
+            record.enrollment = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row[2] ?? "SHA1",
+                                                 digits: row[3] ?? 6, period: row[4] ?? 30, createdAt: row[5] ?? 0,
+                                                 kind: row[17] ?? OTPKind.totp.rawValue)
         }
-        if let secret = row["pending_secret"] as Data? {
-            record.pending = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row["pending_algorithm"] ?? "SHA1",
-                                              digits: row["pending_digits"] ?? 6, period: row["pending_period"] ?? 30,
-                                              createdAt: row["pending_since"] ?? 0,
-                                              kind: row["pending_kind"] ?? OTPKind.totp.rawValue)
+        if let secret = row[6] as Data? {
+            record.pending = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row[7] ?? "SHA1",
+                                              digits: row[8] ?? 6, period: row[9] ?? 30, createdAt: row[10] ?? 0,
+                                              kind: row[18] ?? OTPKind.totp.rawValue)
         }
-        record.lastStep = row["last_step"]
-        record.lastUsedAt = row["last_used_at"]
-        record.failures = row["failures"]
-        record.lockedUntil = row["locked_until"]
-        record.lockouts = row["lockouts"]
-        record.driftSteps = row["drift_steps"]
-        record.hotpCounter = row["hotp_counter"]
-        record.hotpResyncCounter = row["hotp_resync_counter"]
-        record.window = row["account_window"]
+        record.lastStep = row[11]
+        record.lastUsedAt = row[12]
+        record.failures = row[13]
+        record.lockedUntil = row[14]
+        record.lockouts = row[15]
+        record.driftSteps = row[16]
+        record.hotpCounter = row[19]
+        record.hotpResyncCounter = row[20]
+        record.window = row[21]
         return record
     }
 }
