@@ -39,6 +39,7 @@ struct Authentication {
         // must not be a different, unenrolled account than "alice".
         guard let canonical = passwdName(typedUser) else {
             log(pamh, LOG_NOTICE, "no such user: \(printable(cStringBytes(typedUser), limit: 64))")
+            reportUnknownUser(cStringBytes(typedUser))
             return PAM_USER_UNKNOWN
         }
         defer { free(canonical) }
@@ -50,10 +51,11 @@ struct Authentication {
             log(pamh, LOG_ERR, "refusing a user name of \(user.count) bytes")
             return PAM_USER_UNKNOWN
         }
-        // 1. Does this account use 2FA?
+        // 1. Does this login need a code? The daemon's login policy decides.
         let checkAnswer: WireMessage
         switch ask(.check, capacity: Requests.checkCapacity, { (request) throws(WireError) in
-            try Requests.check(user: user, into: &request)
+            try Requests.check(user: user, service: contextItem(PAM_SERVICE), remoteHost: contextItem(PAM_RHOST),
+                               tty: contextItem(PAM_TTY), into: &request)
         }) {
         case .answer(let answer): checkAnswer = answer
         case .finished(let status): return status
@@ -62,7 +64,9 @@ struct Authentication {
         case .enrolled:
             debug("user \(userText) has two-factor authentication")
         case .notEnrolled:
-            return notEnrolled()
+            return notEnrolled(checkAnswer)
+        case .exempt:
+            return exempt(checkAnswer)
         default:
             return unexpected(checkAnswer, during: .check)
         }
@@ -110,6 +114,17 @@ struct Authentication {
         } catch {
             return .finished(unavailable(error, during: operation))
         }
+    }
+
+    /// A name without a passwd entry is still reported to the daemon (a `check` whose answer is
+    /// not used), so its audit log has the attempt with its remote host for fail2ban. Only a
+    /// name the daemon would accept is sent; the login is refused whatever happens.
+    func reportUnknownUser(_ typed: UnsafeBufferPointer<UInt8>) {
+        guard Requests.isSendableContext(typed), typed.count <= Product.maxUserNameLength else { return }
+        _ = ask(.check, capacity: Requests.checkCapacity, { (request) throws(WireError) in
+            try Requests.check(user: typed, service: contextItem(PAM_SERVICE), remoteHost: contextItem(PAM_RHOST),
+                               tty: contextItem(PAM_TTY), into: &request)
+        })
     }
 
     /// A PAM item (service, remote host, tty) as context for the audit log, nil when unset.

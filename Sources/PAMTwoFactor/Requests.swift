@@ -6,18 +6,31 @@
 enum Requests {
     /// Longest service, remote host or tty value sent as context; a longer one is left out.
     static let maxContextLength = 1024
-    /// Room for the largest check request.
-    static var checkCapacity: Int { WireProtocol.headerLength + 2 + 3 + Product.maxUserNameLength }
-    /// Room for the largest verify request: user, code and three context fields.
-    static var verifyCapacity: Int { checkCapacity + 3 + CodeShape.maxLength + 3 * (3 + maxContextLength) }
+    /// Room for the largest check request: user and three context fields.
+    static var checkCapacity: Int { WireProtocol.headerLength + 2 + 3 + Product.maxUserNameLength + 3 * (3 + maxContextLength) }
+    /// Room for the largest verify request: a check's fields and the code.
+    static var verifyCapacity: Int { checkCapacity + 3 + CodeShape.maxLength }
 
-    /// check (user): does this account use two-factor authentication?
-    static func check(user: UnsafeBufferPointer<UInt8>, into request: inout SecretBytes) throws(WireError) {
+    /// check (user, service, remoteHost, tty): does this login need a code? The daemon's login
+    /// policy matches the remote host against exempt_networks, so it is sent here too.
+    static func check(user: UnsafeBufferPointer<UInt8>, service: UnsafeBufferPointer<UInt8>? = nil,
+                      remoteHost: UnsafeBufferPointer<UInt8>? = nil, tty: UnsafeBufferPointer<UInt8>? = nil,
+                      into request: inout SecretBytes) throws(WireError) {
+        // The buffer has room for the context, not for a longer name than the daemon accepts.
+        if user.count > Product.maxUserNameLength { throw WireError.bufferTooSmall }
         try request.write { (buffer) throws(WireError) in
             var writer = try WireFrameWriter(into: buffer, code: Operation.check.rawValue)
             try writer.append(.user, user)
+            try appendContext(&writer, service: service, remoteHost: remoteHost, tty: tty)
             return try writer.finish(limit: WireProtocol.maxRequestLength)
         }
+    }
+
+    static func appendContext(_ writer: inout WireFrameWriter, service: UnsafeBufferPointer<UInt8>?,
+                              remoteHost: UnsafeBufferPointer<UInt8>?, tty: UnsafeBufferPointer<UInt8>?) throws(WireError) {
+        if let service, isSendableContext(service) { try writer.append(.service, service) }
+        if let remoteHost, isSendableContext(remoteHost) { try writer.append(.remoteHost, remoteHost) }
+        if let tty, isSendableContext(tty) { try writer.append(.tty, tty) }
     }
 
     /// verify (user, code, service, remoteHost, tty). Context that is missing or not
@@ -29,9 +42,7 @@ enum Requests {
             var writer = try WireFrameWriter(into: buffer, code: Operation.verify.rawValue)
             try writer.append(.user, user)
             try writer.append(.code, code)
-            if let service, isSendableContext(service) { try writer.append(.service, service) }
-            if let remoteHost, isSendableContext(remoteHost) { try writer.append(.remoteHost, remoteHost) }
-            if let tty, isSendableContext(tty) { try writer.append(.tty, tty) }
+            try appendContext(&writer, service: service, remoteHost: remoteHost, tty: tty)
             return try writer.finish(limit: WireProtocol.maxRequestLength)
         }
     }

@@ -30,6 +30,13 @@ public enum PasswdLookup {
         }
     }
 
+    /// The passwd entry named `name`; nil when there is none or the lookup fails.
+    public static func user(named name: String) -> User? {
+        lookup(passwd(), { getpwnam_r(name, $0, $1, $2, $3) }) { found in
+            found.pw_name.map { User(name: bytes($0), gid: found.pw_gid) }
+        }
+    }
+
     /// The group named `name`; nil when there is none or the lookup fails.
     public static func group(named name: String) -> Group? {
         lookup(Glibc.group(), { getgrnam_r(name, $0, $1, $2, $3) }) { found in

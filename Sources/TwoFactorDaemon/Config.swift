@@ -36,6 +36,15 @@ public struct DaemonConfig: Sendable, Equatable {
     public var clockMinSources = 2
     public var driftLearning = true
     public var driftMaxSteps = 2
+    public var auditFormat = AuditFormat.text
+    // The login policy (Policy/LoginPolicy.swift).
+    public var exemptNetworks: [IPNetwork] = []
+    public var exemptGroups: [String] = []
+    public var requireGroups: [String] = []
+    public var enforce = EnforceMode.no
+    public var enforceGroups: [String] = []
+    public var enforceFrom: Int64? = nil
+    public var enforceGraceLogins = 0
 
     public init() {}
 
@@ -120,6 +129,9 @@ public enum ConfigParser {
         if config.lockoutMaxSeconds < config.lockoutSeconds {
             let line = seen["lockout_max_seconds"] ?? seen["lockout_seconds"]
             throw ConfigError(file: file, line: line, message: "lockout_max_seconds must not be below lockout_seconds")
+        }
+        if config.enforce == .groups && config.enforceGroups.isEmpty {
+            throw ConfigError(file: file, line: seen["enforce"], message: "enforce = groups needs enforce_groups")
         }
         return config
     }

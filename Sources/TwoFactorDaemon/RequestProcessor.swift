@@ -8,14 +8,17 @@ public final class RequestProcessor: Sendable {
     let rules: AccountRules
     let clock: ClockMonitor
     let audit: AuditLog
+    let loginPolicy: LoginPolicy
     let wallClock: @Sendable () -> Int64
 
     public init(store: any AccountStore, rules: AccountRules, clock: ClockMonitor, audit: AuditLog,
+                loginPolicy: LoginPolicy = LoginPolicy(config: DaemonConfig()),
                 wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.store = store
         self.rules = rules
         self.clock = clock
         self.audit = audit
+        self.loginPolicy = loginPolicy
         self.wallClock = wallClock
     }
 
@@ -31,7 +34,7 @@ public final class RequestProcessor: Sendable {
         }
         let moment = Moment(now: wallClock(), otpTime: clock.verificationTime())
         switch operation {
-        case .check: check(request, caller, respond)
+        case .check: check(request, caller, moment, respond)
         case .verify: verify(request, caller, moment, respond)
         case .enrollBegin, .enrollConfirm, .enrollCancel, .regenerateRecoveryCodes, .disable, .status,
              .resetAccount, .unlockAccount:
@@ -43,19 +46,47 @@ public final class RequestProcessor: Sendable {
 
     // MARK: Verification
 
-    private func check(_ request: WireMessage, _ caller: Caller, _ respond: @escaping @Sendable (WireMessage) -> Void) {
+    /// Does this login need a code? The login policy decides (LoginPolicy.decide); the answer
+    /// names the rule and the audit line records it, so no exempt login goes unrecorded.
+    private func check(_ request: WireMessage, _ caller: Caller, _ moment: Moment,
+                       _ respond: @escaping @Sendable (WireMessage) -> Void) {
         guard let user = Self.user(request) else { respond(Self.answer(.badRequest, message: "a valid user is required")); return }
         guard caller.mayVerify(user) || caller.mayAdminister else {
             audit.management("check", account: user, caller: caller, result: .denied, reason: .permissionDenied)
             respond(Self.answer(.permissionDenied, message: "you may only ask about your own account"))
             return
         }
-        let rules = self.rules
-        store.read({ try rules.isEnrolled($0, user: user) }) { result in
-            switch result {
-            case .success(let enrolled): respond(WireMessage(status: enrolled ? .enrolled : .notEnrolled))
-            case .failure: respond(Self.internalError())
+        let service = Self.optionalText(request, .service)
+        let remoteHost = Self.optionalText(request, .remoteHost)
+        let tty = Self.optionalText(request, .tty)
+        let rules = self.rules, policy = self.loginPolicy, audit = self.audit
+        // Off the event loop (the store's reader): the group lookups go through NSS.
+        store.read({ transaction -> PolicyDecision in
+            let enrolled = try rules.isEnrolled(transaction, user: user)
+            return policy.decide(enrolled: enrolled, remoteHost: remoteHost, membership: GroupMembership.of(user),
+                                 now: moment.now)
+        }) { result in
+            guard case .success(let decision) = result else {
+                audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: "-", detail: nil,
+                            result: .error, reason: .internalError)
+                respond(Self.internalError())
+                return
             }
+            let (status, auditResult, reason): (Status, AuditResult, AuditReason) = switch decision.outcome {
+            case .code: (.enrolled, .ok, .ok)
+            case .exempt: (.exempt, .ok, .ok)
+            case .waive: (.notEnrolled, .ok, .notEnrolled)
+            case .required: (.notEnrolled, .rejected, .required)
+            case .unknownUser: (.notEnrolled, .rejected, .unknownUser)
+            }
+            audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: decision.rule.rawValue,
+                        detail: decision.detail, result: auditResult, reason: reason)
+            var answer = WireMessage(status: status)
+            Self.appendText(&answer, .rule, decision.rule.rawValue)
+            if let detail = decision.detail { Self.appendText(&answer, .ruleDetail, detail) }
+            if decision.outcome == .required { answer.append(.required, bool: true) }
+            if let message = decision.message { Self.appendText(&answer, .message, message) }
+            respond(answer)
         }
     }
 
@@ -89,7 +120,7 @@ public final class RequestProcessor: Sendable {
                 return
             }
             if let lockout = outcome.lockoutStarted {
-                audit.lockout(account: user, until: lockout.until, failures: lockout.failures)
+                audit.lockout(account: user, until: lockout.until, failures: lockout.failures, remoteHost: remoteHost)
             }
             var answer = WireMessage(status: outcome.status)
             switch outcome.status {

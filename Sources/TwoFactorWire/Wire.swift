@@ -21,7 +21,8 @@ public enum WireProtocol {
 
 /// What a request asks for.
 public enum Operation: UInt8 {
-    /// Does the account have 2FA? Answers `enrolled` or `notEnrolled` (PAM asks this first).
+    /// Does the account have 2FA? Answers `enrolled`, `notEnrolled` or `exempt` (PAM asks this
+    /// first), with the login policy's rule (docs/PROTOCOL.md).
     case check = 0x01
     /// Verify a TOTP or recovery code: `accepted`, `wrongCode`, `codeReused`, `lockedOut`, `notEnrolled`.
     case verify = 0x02
@@ -43,6 +44,8 @@ public enum Status: UInt8 {
     case accepted = 0x01
     case enrolled = 0x02
     case notEnrolled = 0x03
+    /// check: the login policy exempts this login from the code (a network or group exemption).
+    case exempt = 0x04
     case wrongCode = 0x10
     case codeReused = 0x11
     case lockedOut = 0x12
@@ -99,6 +102,10 @@ public enum FieldTag: UInt8 {
     case clockCompensation = 0x49   // u8 bool
     case clockFalseticker = 0x4A    // text, repeated: a server outvoted by the others
     case clockCorrectionMicros = 0x4B // i64 offset verification time is corrected by; absent: not corrected
+    // Login policy (check answers).
+    case rule = 0x50                // text: the policy rule that decided (docs/PROTOCOL.md)
+    case ruleDetail = 0x51          // text: the network or group that matched
+    case required = 0x52            // u8 bool: an unenrolled account must not log in
 }
 
 public enum VerificationMethod: UInt8 {

@@ -19,7 +19,7 @@ OP = {
     "clockStatus": 0x30,
 }
 STATUS = {
-    0x00: "ok", 0x01: "accepted", 0x02: "enrolled", 0x03: "notEnrolled",
+    0x00: "ok", 0x01: "accepted", 0x02: "enrolled", 0x03: "notEnrolled", 0x04: "exempt",
     0x10: "wrongCode", 0x11: "codeReused", 0x12: "lockedOut", 0x13: "alreadyEnrolled",
     0x14: "noPendingEnrollment", 0x15: "codeRequired",
     0x20: "permissionDenied", 0x21: "badRequest", 0x22: "unsupportedVersion",
@@ -42,6 +42,7 @@ TAG = {
     "kernelSynchronized": (0x46, "bool"), "kernelErrorMicros": (0x47, "i64"),
     "clockRemedy": (0x48, "text"), "clockCompensation": (0x49, "bool"),
     "clockFalseticker": (0x4A, "text"), "clockCorrectionMicros": (0x4B, "i64"),
+    "rule": (0x50, "text"), "ruleDetail": (0x51, "text"), "required": (0x52, "bool"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}
