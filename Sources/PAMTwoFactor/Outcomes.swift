@@ -35,6 +35,12 @@ extension Authentication {
     /// message (an enforcement deadline: what is left and what to run) when there is one.
     func notEnrolled(_ answer: WireMessage) -> Int32 {
         let message = answer.bytes(.message).map { printable($0, limit: 400) }
+        if answer.bool(.required) == true && options.enrollAtLogin {
+            // The first factor has not been judged yet: enrollment waits for the account phase,
+            // which applications only reach after the whole auth stack succeeded.
+            debug("user \(userText) must enroll; left to the account phase (enroll_at_login)")
+            return PAM_IGNORE
+        }
         if options.require || answer.bool(.required) == true {
             let why = options.require ? "the module's require" : "the login policy (\(ruleText(answer)))"
             log(pamh, LOG_NOTICE, "user \(userText) has no two-factor authentication set up and \(why) requires it")

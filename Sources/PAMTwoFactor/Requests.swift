@@ -3,11 +3,22 @@
 // the golden frames' (Tests/PAMTwoFactorTests checks them against Tests/fixtures/wire-golden.txt).
 // Pure: the test build (Sources/PAMTwoFactorPure) compiles this same file.
 
+/// Which PAM call asks `check` (the wire's `phase` field, docs/PROTOCOL.md).
+enum CheckPhase: UInt8 {
+    case authentication = 0
+    /// pam_sm_acct_mgmt: the first factor has succeeded; enrollment at login happens here.
+    case accountManagement = 1
+    /// pam_sm_setcred(PAM_ESTABLISH_CRED): the login succeeded; a grace login is counted.
+    case credentials = 2
+    /// No passwd entry for the name: reported for the audit log only.
+    case unknownUser = 3
+}
+
 enum Requests {
     /// Longest service, remote host or tty value sent as context; a longer one is left out.
     static let maxContextLength = 1024
-    /// Room for the largest check request: user and three context fields.
-    static var checkCapacity: Int { WireProtocol.headerLength + 2 + 3 + Product.maxUserNameLength + 3 * (3 + maxContextLength) }
+    /// Room for the largest check request: user, three context fields and the phase.
+    static var checkCapacity: Int { WireProtocol.headerLength + 2 + 3 + Product.maxUserNameLength + 3 * (3 + maxContextLength) + 4 }
     /// Room for the largest verify request: a check's fields and the code.
     static var verifyCapacity: Int { checkCapacity + 3 + CodeShape.maxLength }
 
@@ -15,13 +26,25 @@ enum Requests {
     /// policy matches the remote host against exempt_networks, so it is sent here too.
     static func check(user: UnsafeBufferPointer<UInt8>, service: UnsafeBufferPointer<UInt8>? = nil,
                       remoteHost: UnsafeBufferPointer<UInt8>? = nil, tty: UnsafeBufferPointer<UInt8>? = nil,
-                      into request: inout SecretBytes) throws(WireError) {
+                      phase: CheckPhase = .authentication, into request: inout SecretBytes) throws(WireError) {
         // The buffer has room for the context, not for a longer name than the daemon accepts.
         if user.count > Product.maxUserNameLength { throw WireError.bufferTooSmall }
         try request.write { (buffer) throws(WireError) in
             var writer = try WireFrameWriter(into: buffer, code: Operation.check.rawValue)
             try writer.append(.user, user)
             try appendContext(&writer, service: service, remoteHost: remoteHost, tty: tty)
+            if phase != .authentication { try writer.append(.phase, CollectionOfOne(phase.rawValue)) }
+            return try writer.finish(limit: WireProtocol.maxRequestLength)
+        }
+    }
+
+    /// enrollBegin, enrollConfirm (with the code) or enrollCancel for `user`: enrollment at login.
+    static func enrollment(_ operation: Operation, user: UnsafeBufferPointer<UInt8>, code: UnsafeBufferPointer<UInt8>? = nil,
+                           into request: inout SecretBytes) throws(WireError) {
+        try request.write { (buffer) throws(WireError) in
+            var writer = try WireFrameWriter(into: buffer, code: operation.rawValue)
+            try writer.append(.user, user)
+            if let code { try writer.append(.code, code) }
             return try writer.finish(limit: WireProtocol.maxRequestLength)
         }
     }

@@ -221,6 +221,17 @@ public final class AuditLog: Sendable {
         write(event, priority: result.priority)
     }
 
+    /// A login let through without 2FA on one of enforcement's grace logins (`used` of `allowed`).
+    public func graceLogin(account: String, service: String?, remoteHost: String?, used: Int, allowed: Int) {
+        var event = AuditEvent("grace-login")
+        event.add("account", .text(account))
+        event.add("service", .text(service))
+        event.add("rhost", .text(remoteHost))
+        event.add("used", .number(Int64(used)))
+        event.add("allowed", .number(Int64(allowed)))
+        write(event, priority: LOG_NOTICE)
+    }
+
     static func addContext(_ event: inout AuditEvent, service: String?, remoteHost: String?, tty: String?) {
         event.add("service", .text(service))
         event.add("rhost", .text(remoteHost))

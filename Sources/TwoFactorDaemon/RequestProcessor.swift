@@ -60,13 +60,21 @@ public final class RequestProcessor: Sendable {
         let remoteHost = Self.optionalText(request, .remoteHost)
         let tty = Self.optionalText(request, .tty)
         let rules = self.rules, policy = self.loginPolicy, audit = self.audit
-        // Off the event loop (the store's reader): the group lookups go through NSS.
-        store.read({ transaction -> PolicyDecision in
-            let enrolled = try rules.isEnrolled(transaction, user: user)
-            return policy.decide(enrolled: enrolled, remoteHost: remoteHost, membership: GroupMembership.of(user),
-                                 now: moment.now)
-        }) { result in
-            guard case .success(let decision) = result else {
+        // The module asks in three phases (docs/PROTOCOL.md): authentication (audited here),
+        // account management (enrollment at login) and credentials, which only follows a
+        // successful login and so is where a grace login is counted (only root's count); phase 3
+        // reports a name without a passwd entry.
+        let phase = request.uint8(.phase) ?? 0
+        let counting = phase == 2 && caller.isRoot
+        let decide: @Sendable (any AccountTransaction) throws -> (PolicyDecision, Int?) = { transaction in
+            // Phase 3: the module found no passwd entry for the name; reported for the audit log.
+            if phase == 3 { return (PolicyDecision(outcome: .unknownUser, rule: .unknownUser), nil) }
+            return try rules.decide(transaction, user: user, remoteHost: remoteHost, policy: policy,
+                             membership: { GroupMembership.of(user) }, at: moment, countGraceLogin: counting)
+        }
+        // Off the event loop (the store's threads): the group lookups go through NSS.
+        let completion: @Sendable (Result<(PolicyDecision, Int?), StoreError>) -> Void = { result in
+            guard case .success(let (decision, used)) = result else {
                 audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: "-", detail: nil,
                             result: .error, reason: .internalError)
                 respond(Self.internalError())
@@ -79,15 +87,21 @@ public final class RequestProcessor: Sendable {
             case .required: (.notEnrolled, .rejected, .required)
             case .unknownUser: (.notEnrolled, .rejected, .unknownUser)
             }
-            audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: decision.rule.rawValue,
-                        detail: decision.detail, result: auditResult, reason: reason)
+            if let used {  // committed
+                audit.graceLogin(account: user, service: service, remoteHost: remoteHost, used: used, allowed: policy.graceLogins)
+            }
+            if phase == 0 || phase == 3 {
+                audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: decision.rule.rawValue,
+                            detail: decision.detail, result: auditResult, reason: reason)
+            }
             var answer = WireMessage(status: status)
             Self.appendText(&answer, .rule, decision.rule.rawValue)
             if let detail = decision.detail { Self.appendText(&answer, .ruleDetail, detail) }
-            if decision.outcome == .required { answer.append(.required, bool: true) }
+            if decision.outcome == .required || decision.outcome == .unknownUser { answer.append(.required, bool: true) }
             if let message = decision.message { Self.appendText(&answer, .message, message) }
             respond(answer)
         }
+        if counting { store.write(decide, completion: completion) } else { store.read(decide, completion: completion) }
     }
 
     private func verify(_ request: WireMessage, _ caller: Caller, _ moment: Moment,

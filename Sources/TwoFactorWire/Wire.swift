@@ -106,6 +106,7 @@ public enum FieldTag: UInt8 {
     case rule = 0x50                // text: the policy rule that decided (docs/PROTOCOL.md)
     case ruleDetail = 0x51          // text: the network or group that matched
     case required = 0x52            // u8 bool: an unenrolled account must not log in
+    case phase = 0x53               // u8 (check request): 0 auth, 1 account management, 2 credentials
 }
 
 public enum VerificationMethod: UInt8 {

@@ -174,7 +174,8 @@ def test_audit_format_json_writes_one_object_per_line_with_stable_keys(daemon_fa
         pamtester(service, user.name, [user.password, enrollment.codes.wrong_code()],
                   items={"rhost": "192.0.2.77", "tty": "pts/3"})
     crafted = 'x" rhost=203.0.113.9 \\ "'
-    daemon.request("check", {"user": crafted, "remoteHost": "192.0.2.78"})
+    # What the module sends for a name without a passwd entry (phase 3).
+    daemon.request("check", {"user": crafted, "remoteHost": "192.0.2.78", "phase": 3})
     events = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
     assert all(isinstance(e, dict) and list(e)[:2] == ["time", "event"] for e in events), events
     verifies = [e for e in events if e["event"] == "verify"]
@@ -259,7 +260,7 @@ def test_fail2ban_filter_matches_what_the_daemon_wrote(daemon_factory, user, pam
         assert done.returncode != 0
     ghost = helpers.unique_name("tfghost")
     assert pamtester(service, ghost, ["x"], items={"rhost": "2001:db8::51"}).returncode != 0
-    daemon.request("check", {"user": "evil rhost=203.0.113.9", "remoteHost": "192.0.2.53"})
+    daemon.request("check", {"user": "evil rhost=203.0.113.9", "remoteHost": "192.0.2.53", "phase": 3})
     pamtester(service, user.name, [user.password, enrollment.codes.wrong_code()])  # no rhost (sudo)
     pamtester(service, user.name, [user.password], items={"rhost": "192.0.2.200"})  # exempt
 
@@ -268,3 +269,189 @@ def test_fail2ban_filter_matches_what_the_daemon_wrote(daemon_factory, user, pam
     # 3 wrong codes + the lockout line; the unknown user; the crafted name with its real host.
     assert hosts == {"192.0.2.50": 4, "2001:db8::51": 1, "192.0.2.53": 1}, report
     assert "203.0.113.9" not in hosts and "192.0.2.200" not in hosts
+
+
+# --- enforcement: deadline, grace logins, enrollment at login ---------------------------------------
+
+def day(offset_days):
+    return (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=offset_days)).strftime("%Y-%m-%d")
+
+
+def test_before_the_deadline_an_unenrolled_login_passes_and_is_told_what_is_left(daemon_factory, user, pam_service):
+    daemon = daemon_factory(enforce="yes", enforce_from=day(10))
+    service = pam_service(stack(daemon))
+    done = pamtester(service, user.name, [user.password], items={"rhost": "192.0.2.9"})
+    assert done.returncode == 0, output(done)
+    assert f"will be required for this account from {day(10)} (in 10 days)" in output(done), output(done)
+    assert "twofactor enable" in output(done)
+    assert check_lines(daemon, user.name)[-1].endswith("rule=enforce-grace detail=all result=ok reason=not-enrolled")
+
+    daemon.stop()
+    daemon.config["enforce_from"] = day(-1)
+    daemon.start()
+    done = pamtester(service, user.name, [user.password], items={"rhost": "192.0.2.9"})
+    assert done.returncode != 0, output(done)
+    assert "now required for this account" in output(done) and "twofactor enable" in output(done), output(done)
+    assert check_lines(daemon, user.name)[-1].endswith("rule=enforce detail=all result=rejected reason=required")
+
+
+def enroll_stack(daemon):
+    """The shipped shape with enrollment at login: the password, the module in auth and account."""
+    module = f"{helpers.PAM_MODULE} socket={daemon.socket} enroll_at_login"
+    return ["auth required pam_unix.so nodelay", f"auth required {module}",
+            "account required pam_unix.so", f"account required {module}",
+            "session required pam_unix.so"]
+
+
+def test_grace_logins_are_counted_only_for_logins_that_succeeded(daemon_factory, make_user):
+    """enforce_grace_logins = 2 after the deadline: two logins through sshd pass (counted at
+    pam_setcred, after the login succeeded), the third is refused; wrong passwords in between
+    use none up."""
+    daemon = daemon_factory(enforce="yes", enforce_from=day(-1), enforce_grace_logins=2)
+    person = make_user(prefix="tfg")
+    with ssh_kit.ThrowawaySshd(stack(daemon), allow_users="tfg*") as sshd:
+        for _ in range(3):
+            wrong = ssh_kit.paramiko_login(sshd.port, person.name, "wrong-" + person.password)
+            assert not wrong.authenticated, wrong
+        for used in (1, 2):
+            ok = ssh_kit.paramiko_login(sshd.port, person.name, person.password)
+            assert ok.authenticated and ok.output.strip() == person.name, ok
+            assert f"grace-login account={person.name} service={sshd.service} rhost=127.0.0.1 used={used} allowed=2" \
+                in daemon.log(), daemon.log()
+        refused = ssh_kit.paramiko_login(sshd.port, person.name, person.password)
+        assert not refused.authenticated, refused
+    assert daemon.log().count(f"grace-login account={person.name} ") == 2
+
+
+class EnrollingClient:
+    """Answers an enrollment at login like a person with a phone: reads the key from the PAM
+    text, answers the code prompt with oathtool's code (or `codes` given), keeps everything."""
+
+    def __init__(self, codes=None, drop=False):
+        self.texts = []
+        self.secret = None
+        self.codes = codes
+        self.drop = drop
+
+    def handler(self, password):
+        def answer(title, instructions, prompt_list):
+            for text in (title, instructions):
+                if text:
+                    self.texts.append(text)
+                    found = re.search(r"^ {4}((?:[A-Z2-7]{4} ?)+)$", text, re.M)
+                    if found:
+                        self.secret = found.group(1).replace(" ", "")
+            answers = []
+            for prompt, _echo in prompt_list:
+                self.texts.append(prompt)
+                # sshd puts the PAM text shown before a prompt in front of the prompt's text.
+                found = re.search(r"^ {4}((?:[A-Z2-7]{4} ?)+)$", prompt, re.M)
+                if found:
+                    self.secret = found.group(1).replace(" ", "")
+                if "Code from the app" in prompt:
+                    if self.drop:
+                        raise EOFError("the person closes the connection")
+                    answers.append(self.codes.pop(0) if self.codes else helpers.totp(self.secret))
+                elif "password" in prompt.lower():
+                    answers.append(password)
+                else:
+                    answers.append("")
+            return answers
+        return answer
+
+    def login(self, port, user, password, timeout=20):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import paramiko
+        transport = paramiko.Transport(("127.0.0.1", port))
+        try:
+            transport.start_client(timeout=timeout)
+            try:
+                transport.auth_interactive(user, self.handler(password))
+            except (paramiko.AuthenticationException, paramiko.SSHException, EOFError):
+                return None
+            channel = transport.open_session(timeout=timeout)
+            channel.exec_command("id -un")
+            return channel.makefile("rb").read().decode().strip()
+        finally:
+            transport.close()
+
+
+def status_of(daemon, name):
+    answer = daemon.request("status", {"user": name})
+    return answer["isEnrolled"], answer["pending"]
+
+
+def test_enrollment_at_login_through_sshd(daemon_factory, make_user):
+    """After the deadline, with enroll_at_login: the key is shown as PAM text, a code from the
+    app confirms it, the recovery codes are shown, and the login continues. A wrong password
+    never reaches enrollment; wrong codes and a dropped connection leave nothing enabled."""
+    daemon = daemon_factory(enforce="yes", enforce_from=day(-1))
+    person = make_user(prefix="tfe")
+    with ssh_kit.ThrowawaySshd(enroll_stack(daemon), allow_users="tfe*") as sshd:
+        # A wrong password: the person is never shown a key, the daemon never began an enrollment.
+        stranger = EnrollingClient()
+        assert stranger.login(sshd.port, person.name, "wrong-" + person.password) is None
+        assert stranger.secret is None and not any("Code from the app" in t for t in stranger.texts), stranger.texts
+        assert "enroll-begin" not in daemon.log()
+
+        # Wrong codes three times, then a dropped connection: nothing enabled either way.
+        clumsy = EnrollingClient(codes=["000000", "111111", "222222"])
+        assert clumsy.login(sshd.port, person.name, person.password) is None
+        assert clumsy.secret and status_of(daemon, person.name) == (False, False), clumsy.texts
+        dropped = EnrollingClient(drop=True)
+        assert dropped.login(sshd.port, person.name, person.password) is None
+        assert dropped.secret and status_of(daemon, person.name)[0] is False
+
+        # The real thing.
+        phone = EnrollingClient()
+        assert phone.login(sshd.port, person.name, person.password) == person.name, phone.texts
+        shown = "\n".join(phone.texts)
+        assert "otpauth://totp/" in shown and "recovery codes" in shown, shown
+        recovery = re.findall(r"^ {4}([A-Za-z0-9]{4}-[A-Za-z0-9]{4}-[A-Za-z0-9]{4})$", shown, re.M)
+        assert len(recovery) == 8, shown
+        assert status_of(daemon, person.name) == (True, False)
+        assert "enroll-confirm account=" + person.name in daemon.log()
+
+        # From now on the code is asked like for anyone enrolled.
+        codes = helpers.Codes(phone.secret)
+        codes.last_step = codes.step_now()  # the confirming code's step is used up
+        again = ssh_kit.paramiko_login(sshd.port, person.name, person.password, code=codes.next_code())
+        assert again.authenticated and again.asked_for_code(), again
+        with_recovery = ssh_kit.paramiko_login(sshd.port, person.name, person.password, code=recovery[0])
+        assert with_recovery.authenticated, with_recovery
+
+
+def test_enrollment_at_login_never_follows_a_failed_first_factor_in_pamtester(daemon_factory, user, pam_service):
+    """pamtester runs acct_mgmt only after authenticate succeeded (as sshd and sudo do): a wrong
+    password never reaches the enrollment; the right one does (and without a code to give, the
+    enrollment is cancelled and nothing is enabled)."""
+    daemon = daemon_factory(require_groups="", enforce="yes")
+    service = pam_service(enroll_stack(daemon))
+    done = subprocess.run(["pamtester", "-v", service, user.name, "authenticate", "acct_mgmt"],
+                          input=b"wrong-password\n", capture_output=True, timeout=60)
+    assert done.returncode != 0 and "Code from the app" not in output(done), output(done)
+    assert "enroll-begin" not in daemon.log()
+    done = subprocess.run(["pamtester", "-v", service, user.name, "authenticate", "acct_mgmt"],
+                          input=f"{user.password}\n".encode(), capture_output=True, timeout=60)
+    assert done.returncode != 0 and "Code from the app" in output(done), output(done)
+    assert "enroll-begin account=" + user.name in daemon.log()
+    assert status_of(daemon, user.name) == (False, False)
+
+
+def test_without_the_account_line_an_owed_enrollment_is_refused_at_setcred(daemon_factory, make_user):
+    """enroll_at_login on the auth line alone lets the password through auth; pam_setcred (on
+    the same auth line) then refuses, so a stack missing the account line is no way around
+    enforcement."""
+    daemon = daemon_factory(enforce="yes")
+    person = make_user(prefix="tfs")
+    lines = [l for l in enroll_stack(daemon) if not (l.startswith("account") and "enroll_at_login" in l)]
+    with ssh_kit.ThrowawaySshd(lines, allow_users="tfs*") as sshd:
+        try:
+            result = ssh_kit.paramiko_login(sshd.port, person.name, person.password)
+            assert not (result.authenticated and result.output.strip() == person.name), result
+        except (ConnectionError, EOFError):
+            pass  # sshd ends the connection when pam_setcred fails
+        assert "pam_setcred" in sshd.log() or "setcred" in sshd.log().lower(), sshd.log()
+    assert status_of(daemon, person.name)[0] is False

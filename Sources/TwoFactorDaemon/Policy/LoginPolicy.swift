@@ -97,18 +97,28 @@ public struct LoginPolicy: Sendable, Equatable {
     /// network still gives a code); exemptions outrank enrollment (an enrolled account is not
     /// asked from an exempt network); then enforcement decides for unenrolled accounts.
     /// `graceLoginsUsed` is the account's count of logins without 2FA under enforcement.
-    public func decide(enrolled: Bool, remoteHost: String?, membership: GroupMembership?, now: Int64,
+    ///
+    /// `membership` is looked up (NSS) only when a group is configured, so without group rules
+    /// root's checks never wait for NSS. When that lookup finds no such user, an enrolled
+    /// account is still asked for its code (an NSS failure must never switch 2FA off) and an
+    /// unenrolled one is `unknownUser`, which `check` answers as required (refused).
+    public func decide(enrolled: Bool, remoteHost: String?, membership lookup: () -> GroupMembership?, now: Int64,
                        graceLoginsUsed: Int = 0) -> PolicyDecision {
-        guard let membership else {
-            return PolicyDecision(outcome: .unknownUser, rule: .unknownUser)
+        var membership: GroupMembership? = nil
+        if !requireGroups.isEmpty || !exemptGroups.isEmpty || enforce == .groups {
+            guard let found = lookup() else {
+                if enrolled { return PolicyDecision(outcome: .code, rule: .enrolled) }
+                return PolicyDecision(outcome: .unknownUser, rule: .unknownUser)
+            }
+            membership = found
         }
-        if let group = membership.firstGroup(in: requireGroups) {
+        if let group = membership?.firstGroup(in: requireGroups) {
             if enrolled { return PolicyDecision(outcome: .code, rule: .requireGroup, detail: group) }
             return PolicyDecision(outcome: .required, rule: .requireGroup, detail: group, message:
                 "Two-factor authentication is required for members of \(group) but is not set up for this account. "
                 + Self.enableInstruction)
         }
-        if let group = membership.firstGroup(in: exemptGroups) {
+        if let group = membership?.firstGroup(in: exemptGroups) {
             return PolicyDecision(outcome: .exempt, rule: .exemptGroup, detail: group)
         }
         if let network = exemptNetwork(remoteHost) {
@@ -118,8 +128,8 @@ public struct LoginPolicy: Sendable, Equatable {
         let enforcedBy: String?
         switch enforce {
         case .no: enforcedBy = nil
-        case .yes: enforcedBy = "enforce=yes"
-        case .groups: enforcedBy = membership.firstGroup(in: enforceGroups)
+        case .yes: enforcedBy = "all"
+        case .groups: enforcedBy = membership?.firstGroup(in: enforceGroups)
         }
         guard let enforcedBy else { return PolicyDecision(outcome: .waive, rule: .optional) }
         var left: [String] = []
@@ -139,6 +149,9 @@ public struct LoginPolicy: Sendable, Equatable {
             "Two-factor authentication will be required for this account \(left[0]). "
             + "Set it up now with `twofactor enable`.")
     }
+
+    /// Grace logins are counted once the deadline (if any) has passed.
+    public func countsGraceLogins(at now: Int64) -> Bool { enforceFrom.map { now >= $0 } ?? true }
 
     /// The first exempt network holding `remoteHost`, which must be a literal address.
     public func exemptNetwork(_ remoteHost: String?) -> IPNetwork? {

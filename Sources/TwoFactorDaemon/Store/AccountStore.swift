@@ -39,12 +39,15 @@ public struct AccountRecord: Sendable, Equatable {
     public var lockouts: Int
     /// Learned clock drift of the account's authenticator, in steps (RFC 6238 section 6).
     public var driftSteps: Int64
+    /// Logins without 2FA under enforcement (enforce_grace_logins), counted once they succeeded.
+    public var graceLoginsUsed: Int
 
     public init(name: String) {
         self.name = name
         failures = 0
         lockouts = 0
         driftSteps = 0
+        graceLoginsUsed = 0
     }
 }
 

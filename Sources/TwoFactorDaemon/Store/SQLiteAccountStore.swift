@@ -80,6 +80,10 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
                 ) WITHOUT ROWID;
                 """)
         }
+        // Enforcement's grace logins (enforce_grace_logins), per account, enrolled or not.
+        migrator.registerMigration("v2: grace logins") { db in
+            try db.execute(sql: "ALTER TABLE account ADD COLUMN grace_logins_used INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 
@@ -267,8 +271,8 @@ struct SQLiteTransaction: AccountTransaction {
         try db.cachedStatement(sql: """
             INSERT INTO account (name, secret, algorithm, digits, period, enrolled_at,
                 pending_secret, pending_algorithm, pending_digits, pending_period, pending_since,
-                last_step, last_used_at, failures, locked_until, lockouts, drift_steps)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                last_step, last_used_at, failures, locked_until, lockouts, drift_steps, grace_logins_used)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET secret = excluded.secret, algorithm = excluded.algorithm,
                 digits = excluded.digits, period = excluded.period, enrolled_at = excluded.enrolled_at,
                 pending_secret = excluded.pending_secret, pending_algorithm = excluded.pending_algorithm,
@@ -276,12 +280,12 @@ struct SQLiteTransaction: AccountTransaction {
                 pending_since = excluded.pending_since, last_step = excluded.last_step,
                 last_used_at = excluded.last_used_at, failures = excluded.failures,
                 locked_until = excluded.locked_until, lockouts = excluded.lockouts,
-                drift_steps = excluded.drift_steps
+                drift_steps = excluded.drift_steps, grace_logins_used = excluded.grace_logins_used
             """).execute(arguments: [
                 account.name, e.map { Data($0.sealedSecret) }, e?.algorithm, e?.digits, e?.period, e?.createdAt,
                 p.map { Data($0.sealedSecret) }, p?.algorithm, p?.digits, p?.period, p?.createdAt,
                 account.lastStep, account.lastUsedAt, account.failures, account.lockedUntil,
-                account.lockouts, account.driftSteps,
+                account.lockouts, account.driftSteps, account.graceLoginsUsed,
             ])
     }
 
@@ -332,6 +336,7 @@ struct SQLiteTransaction: AccountTransaction {
         record.lockedUntil = row["locked_until"]
         record.lockouts = row["lockouts"]
         record.driftSteps = row["drift_steps"]
+        record.graceLoginsUsed = row["grace_logins_used"]
         return record
     }
 }
