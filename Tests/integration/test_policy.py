@@ -455,3 +455,79 @@ def test_without_the_account_line_an_owed_enrollment_is_refused_at_setcred(daemo
             pass  # sshd ends the connection when pam_setcred fails
         assert "pam_setcred" in sshd.log() or "setcred" in sshd.log().lower(), sshd.log()
     assert status_of(daemon, person.name)[0] is False
+
+
+def test_the_shipped_enroll_at_login_stack_enrolls_only_after_the_password(daemon_factory, make_user):
+    """pam.d/sshd-enroll-at-login.example as shipped (Debian's common-auth and common-account),
+    behind a real sshd: OpenSSH's client and paramiko with a wrong password never see a key; the
+    right password enrolls (paramiko plays the phone); OpenSSH's client, which cannot answer the
+    code prompt, leaves nothing enabled."""
+    from test_examples import example_lines
+    daemon = daemon_factory(enforce="yes")
+    person = make_user(prefix="tfk")
+    client = ssh_kit.OpenSshClient()
+    try:
+        with ssh_kit.ThrowawaySshd(example_lines("sshd-enroll-at-login.example", daemon.socket),
+                                   allow_users="tfk*") as sshd:
+            wrong = client.login(sshd.port, person.name, "wrong-" + person.password)
+            assert not wrong.authenticated and not any("Code from the app" in p for p in wrong.prompts), wrong
+            stranger = EnrollingClient()
+            assert stranger.login(sshd.port, person.name, "wrong-" + person.password) is None
+            assert stranger.secret is None, stranger.texts
+            assert "enroll-begin" not in daemon.log()
+
+            unanswered = client.login(sshd.port, person.name, person.password)
+            assert not unanswered.authenticated, unanswered
+            assert any("Code from the app" in p for p in unanswered.prompts), unanswered
+            assert status_of(daemon, person.name)[0] is False
+
+            phone = EnrollingClient()
+            assert phone.login(sshd.port, person.name, person.password) == person.name, phone.texts
+            assert status_of(daemon, person.name) == (True, False)
+    finally:
+        client.destroy()
+
+
+def sudo_enrolling(user, password, answer_code=True, timeout=60):
+    """`sudo id -u` as `user` under a terminal (NOTES.md's recipe), enrolling when asked: the
+    key is read off the screen and oathtool's code typed. Returns (exit status, transcript)."""
+    import io
+    import pexpect
+    transcript = io.StringIO()
+    child = pexpect.spawn("su", ["--pty", "-", user, "-c", "sudo -k; sudo id -u"], timeout=timeout,
+                          encoding="utf-8", codec_errors="replace",
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "dumb", "LANG": "C"})
+    child.logfile_read = transcript
+    try:
+        child.expect(rf"\[sudo\] password for {re.escape(user)}: ")
+        child.sendline(password)
+        if child.expect(["Code from the app: ", pexpect.EOF]) == 0:
+            secret = re.search(r"^ {4}((?:[A-Z2-7]{4} ?)+)\r?$", transcript.getvalue(), re.M).group(1)
+            child.sendline(helpers.totp(secret.replace(" ", "")) if answer_code else "000000")
+            while child.expect(["Press Enter[^\n]*: ", "Code from the app: ", pexpect.EOF]) != 2:
+                child.sendline("" if "Press Enter" in child.after else "000000")
+    finally:
+        child.close(force=True)
+    return child.exitstatus, transcript.getvalue()
+
+
+def test_enrollment_at_login_through_sudo(daemon_factory, make_user):
+    """sudo with its own PAM service (a sudoers.d drop-in, removed afterwards): a wrong password
+    never reaches enrollment, wrong codes enable nothing, the right code enrolls and sudo runs."""
+    from e2e import SudoGrant
+    daemon = daemon_factory(require_groups="", enforce="yes")
+    person = make_user(prefix="tfo")
+    grant = SudoGrant(person.name, lines=enroll_stack(daemon))
+    try:
+        status, transcript = sudo_enrolling(person.name, "wrong-" + person.password)
+        assert status != 0 and "Code from the app" not in transcript, transcript
+        assert "enroll-begin" not in daemon.log()
+        status, transcript = sudo_enrolling(person.name, person.password, answer_code=False)
+        assert status != 0 and "was not set up" in transcript, transcript
+        assert status_of(daemon, person.name) == (False, False)
+        status, transcript = sudo_enrolling(person.name, person.password)
+        assert status == 0 and re.search(r"^0\r?$", transcript, re.M), transcript
+        assert "recovery codes" in transcript
+        assert status_of(daemon, person.name) == (True, False)
+    finally:
+        grant.remove()
