@@ -17,10 +17,14 @@ enum CheckPhase: UInt8 {
 enum Requests {
     /// Longest service, remote host or tty value sent as context; a longer one is left out.
     static let maxContextLength = 1024
-    /// Room for the largest check request: user, three context fields and the phase.
-    static var checkCapacity: Int { WireProtocol.headerLength + 2 + 3 + Product.maxUserNameLength + 3 * (3 + maxContextLength) + 4 }
-    /// Room for the largest verify request: a check's fields and the code.
-    static var verifyCapacity: Int { checkCapacity + 3 + CodeShape.maxLength }
+    /// Header, version, code and the longest user field.
+    static var userCapacity: Int { WireProtocol.headerLength + 2 + 3 + Product.maxUserNameLength }
+    /// The three context fields at their longest.
+    static var contextCapacity: Int { 3 * (3 + maxContextLength) }
+    /// Room for the largest check request: user, context and the phase (one byte).
+    static var checkCapacity: Int { userCapacity + contextCapacity + 3 + 1 }
+    /// Room for the largest verify request: user, code and context.
+    static var verifyCapacity: Int { userCapacity + 3 + CodeShape.maxLength + contextCapacity }
 
     /// check (user, service, remoteHost, tty): does this login need a code? The daemon's login
     /// policy matches the remote host against exempt_networks, so it is sent here too.

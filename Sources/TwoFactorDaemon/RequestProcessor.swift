@@ -57,7 +57,7 @@ public final class RequestProcessor: Sendable {
             return
         }
         let service = Self.optionalText(request, .service)
-        let remoteHost = Self.optionalText(request, .remoteHost)
+        let remoteHost = Self.remoteHost(request, caller)
         let tty = Self.optionalText(request, .tty)
         let rules = self.rules, policy = self.loginPolicy, audit = self.audit
         // The module asks in three phases (docs/PROTOCOL.md): authentication (audited here),
@@ -107,7 +107,7 @@ public final class RequestProcessor: Sendable {
     private func verify(_ request: WireMessage, _ caller: Caller, _ moment: Moment,
                         _ respond: @escaping @Sendable (WireMessage) -> Void) {
         let service = Self.optionalText(request, .service)
-        let remoteHost = Self.optionalText(request, .remoteHost)
+        let remoteHost = Self.remoteHost(request, caller)
         let tty = Self.optionalText(request, .tty)
         let suspectOffset = clock.suspectOffset()
         let audit = self.audit
@@ -335,6 +335,13 @@ public final class RequestProcessor: Sendable {
               let name = String(validating: bytes, as: UTF8.self),
               !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
         return name
+    }
+
+    /// The login's remote host, believed only from root (sshd, the PAM module's host): any other
+    /// caller could name any address, to match an exempt network or to get a stranger banned by
+    /// fail2ban through its own wrong codes. Others' lines say rhost=-.
+    static func remoteHost(_ request: WireMessage, _ caller: Caller) -> String? {
+        caller.isRoot ? optionalText(request, .remoteHost) : nil
     }
 
     static func optionalText(_ request: WireMessage, _ tag: FieldTag) -> String? {

@@ -531,3 +531,22 @@ def test_enrollment_at_login_through_sudo(daemon_factory, make_user):
         assert status_of(daemon, person.name) == (True, False)
     finally:
         grant.remove()
+
+
+def test_only_roots_remote_host_is_believed(daemon_factory, user, tmp_path):
+    """A local user asking about its own account names any rhost it likes: that must neither
+    exempt it nor put the address in the audit log, where fail2ban would ban a stranger."""
+    daemon = daemon_factory(exempt_networks="192.0.2.0/24")
+    enrollment = daemon.enroll(user.name)
+    as_user = {"as_uid": user.uid, "as_gid": user.gid}
+    answer = daemon.request("check", {"user": user.name, "remoteHost": "192.0.2.9"}, **as_user)
+    assert answer.status == "enrolled" and answer["rule"] == "enrolled", answer
+    for _ in range(2):
+        daemon.request("verify", {"user": user.name, "code": enrollment.codes.wrong_code(),
+                                  "remoteHost": "198.51.100.66"}, **as_user)
+    daemon.request("check", {"user": user.name, "remoteHost": "198.51.100.67", "phase": 3}, **as_user)
+    assert "198.51.100.6" not in daemon.log() and "192.0.2.9" not in daemon.log(), daemon.log()
+    hosts, report = fail2ban_regex(daemon.log().splitlines(), tmp_path)
+    assert hosts == {}, report
+    # root (sshd, the module) is believed
+    assert daemon.request("check", {"user": user.name, "remoteHost": "192.0.2.9"}).status == "exempt"
