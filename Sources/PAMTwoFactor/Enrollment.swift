@@ -109,9 +109,14 @@ extension Authentication {
             tell(PAM_ERROR_MSG, "Two-factor authentication could not be set up now; try again later.")
             return PAM_PERM_DENIED
         }
-        tell(PAM_TEXT_INFO, "Two-factor authentication is required for this account. Set it up now to continue.\n"
-             + "Add this key to your authenticator app (Microsoft Authenticator, Google Authenticator, ...):\n\n"
-             + "    \(Self.grouped(secret))\n\nor open this otpauth link on the phone:\n\(printable(uri, limit: 512))")
+        var shown = "Two-factor authentication is required for this account. Set it up now to continue.\n"
+        if let drawing = begun.bytes(.qrText), Self.isQRDrawing(drawing) {
+            shown += "Scan this QR code with your authenticator app (Microsoft Authenticator, Google Authenticator, ...):\n\n"
+                + String(decoding: drawing, as: UTF8.self) + "\n\nor add this key by hand:\n\n"
+        } else {
+            shown += "Add this key to your authenticator app (Microsoft Authenticator, Google Authenticator, ...):\n\n"
+        }
+        tell(PAM_TEXT_INFO, shown + "    \(Self.grouped(secret))\n\nor open this otpauth link on the phone:\n\(printable(uri, limit: 512))")
         for _ in 0..<Self.enrollAttempts {
             var response: UnsafeMutablePointer<CChar>? = nil
             let status = twofactor_converse(pamh, PAM_PROMPT_ECHO_ON, Options.cString(Self.enrollPrompt), &response)
@@ -164,6 +169,11 @@ extension Authentication {
         _ = quietly(capacity: Requests.verifyCapacity) { (request) throws(WireError) in
             try Requests.enrollment(.enrollCancel, user: user, into: &request)
         }
+    }
+
+    /// Only what a drawing is made of (space, newline, ▀ ▄ █ in UTF-8) is shown unfiltered.
+    static func isQRDrawing(_ bytes: [UInt8]) -> Bool {
+        bytes.count <= 16_384 && bytes.allSatisfy { $0 == 0x20 || $0 == 0x0a || $0 == 0xe2 || $0 == 0x96 || $0 == 0x80 || $0 == 0x84 || $0 == 0x88 }
     }
 
     /// "ABCD EFGH ..." for reading off the screen.

@@ -49,6 +49,8 @@ enum Requests {
             var writer = try WireFrameWriter(into: buffer, code: operation.rawValue)
             try writer.append(.user, user)
             if let code { try writer.append(.code, code) }
+            // Ask for the QR code drawn as text (the module links no QR library).
+            if operation == .enrollBegin { try writer.append(.qrText, EmptyCollection<UInt8>()) }
             return try writer.finish(limit: WireProtocol.maxRequestLength)
         }
     }

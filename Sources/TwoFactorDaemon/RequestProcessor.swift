@@ -183,6 +183,7 @@ public final class RequestProcessor: Sendable {
         let codeRequired = !caller.mayAdminister(user)
         let rules = self.rules
         let issuer = Self.optionalText(request, .issuer)
+        let wantsQR = request.bytes(.qrText) != nil
         if operation == .enrollConfirm && code == nil {
             audit.management(name, account: user, caller: caller, result: .rejected, reason: .badRequest)
             respond(Self.answer(.badRequest, message: "enrollConfirm needs the code shown by the authenticator"))
@@ -215,6 +216,10 @@ public final class RequestProcessor: Sendable {
                     answer.append(.period, uint32: UInt32(start.parameters.period))
                     Self.appendText(&answer, .algorithm, start.parameters.algorithm.rawValue)
                     Self.appendText(&answer, .issuer, start.issuer)
+                    // For enrollment at login: the PAM module links no QR library.
+                    if wantsQR, let matrix = QRMatrix(qrEncoding: start.uri) {
+                        Self.appendText(&answer, .qrText, matrix.halfBlockLines().joined(separator: "\n"))
+                    }
                 }
                 return WireMessageOutcome(answer: answer, reason: outcome.reason, lockout: nil)
             case .enrollConfirm:

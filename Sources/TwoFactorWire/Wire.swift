@@ -107,6 +107,8 @@ public enum FieldTag: UInt8 {
     case ruleDetail = 0x51          // text: the network or group that matched
     case required = 0x52            // u8 bool: an unenrolled account must not log in
     case phase = 0x53               // u8 (check request): 0 auth, 1 account management, 2 credentials
+    case qrText = 0x54              // enrollBegin: present (empty) in the request asks for the otpauth URI
+                                    // drawn as a QR code in Unicode half blocks, the answer's text
 }
 
 public enum VerificationMethod: UInt8 {

@@ -378,6 +378,30 @@ class EnrollingClient:
             transport.close()
 
 
+def qr_decoded(text, scale=4):
+    """The QR code drawn in `text` (Unicode half blocks), read back by zbarimg from a PBM image."""
+    rows = [line for line in text.splitlines() if line and set(line) <= set(" \u2580\u2584\u2588")
+            and set(line) & set("\u2580\u2584\u2588")]
+    assert rows, text
+    width = max(len(r) for r in rows) + 8
+    pixels = []
+    for line in ["" ] * 2 + rows + [""] * 2:
+        line = line.ljust(width - 4).rjust(width)
+        top = [c in "\u2580\u2588" for c in line]
+        bottom = [c in "\u2584\u2588" for c in line]
+        pixels += [top, bottom]
+    body = "\n".join(" ".join("1" if dark else "0" for dark in row for _ in range(scale))
+                     for row in pixels for _ in range(scale))
+    with tempfile.NamedTemporaryFile("w", suffix=".pbm", delete=False) as f:
+        f.write(f"P1\n{width * scale} {len(pixels) * scale}\n{body}\n")
+    try:
+        done = subprocess.run(["zbarimg", "--quiet", "--raw", f.name], capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(f.name)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def status_of(daemon, name):
     answer = daemon.request("status", {"user": name})
     return answer["isEnrolled"], answer["pending"]
@@ -409,6 +433,7 @@ def test_enrollment_at_login_through_sshd(daemon_factory, make_user):
         assert phone.login(sshd.port, person.name, person.password) == person.name, phone.texts
         shown = "\n".join(phone.texts)
         assert "otpauth://totp/" in shown and "recovery codes" in shown, shown
+        assert qr_decoded(shown) == re.search(r"^(otpauth://\S+)$", shown, re.M).group(1), shown
         recovery = re.findall(r"^ {4}([A-Za-z0-9]{4}-[A-Za-z0-9]{4}-[A-Za-z0-9]{4})$", shown, re.M)
         assert len(recovery) == 8, shown
         assert status_of(daemon, person.name) == (True, False)

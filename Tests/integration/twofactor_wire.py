@@ -43,7 +43,7 @@ TAG = {
     "clockRemedy": (0x48, "text"), "clockCompensation": (0x49, "bool"),
     "clockFalseticker": (0x4A, "text"), "clockCorrectionMicros": (0x4B, "i64"),
     "rule": (0x50, "text"), "ruleDetail": (0x51, "text"), "required": (0x52, "bool"),
-    "phase": (0x53, "u8"),
+    "phase": (0x53, "u8"), "qrText": (0x54, "text"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}
