@@ -31,7 +31,7 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
-        // libqrencode: QR codes drawn by `twofactor enable`.
+        // libqrencode: QR codes drawn by `twofactor enable` and for enrollment at login.
         .systemLibrary(
             name: "CQREncode",
             pkgConfig: "libqrencode",
@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "CTwoFactorSystem"),
 
         // One-time passwords, base32, otpauth URIs, recovery codes, crypto primitives.
-        .target(name: "TwoFactorCore", dependencies: ["CLibCrypto"]),
+        .target(name: "TwoFactorCore", dependencies: ["CLibCrypto", "CQREncode"]),
         // The daemon's wire protocol. Written in the subset of Swift that also compiles in
         // Embedded mode: PAMTwoFactor compiles this same file (a symlink), so there is one codec.
         .target(name: "TwoFactorWire"),

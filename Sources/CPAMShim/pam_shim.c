@@ -7,17 +7,26 @@
 #include "pam_shim.h"
 
 extern int twofactor_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv);
+extern int twofactor_account(pam_handle_t *pamh, int flags, int argc, const char **argv);
+extern int twofactor_credentials(pam_handle_t *pamh, int flags, int argc, const char **argv);
 
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv) {
     return twofactor_authenticate(pamh, flags, argc, argv);
 }
 
+// The account phase: enrollment at login (enroll_at_login), which applications reach only after
+// pam_authenticate succeeded, so only after the first factor.
+PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv) {
+    return twofactor_account(pamh, flags, argc, argv);
+}
+
 // The module establishes no credentials, so it answers PAM_SUCCESS rather than PAM_IGNORE:
 // when every module of a stack's setcred phase ignores, libpam reports failure, and sshd treats a
 // failing pam_setcred as fatal for the session (sudo refuses too). pam_google_authenticator
-// answers PAM_SUCCESS here for the same reason.
+// answers PAM_SUCCESS here for the same reason. PAM_ESTABLISH_CRED follows a successful login:
+// the daemon counts enforcement's grace logins there (twofactor_credentials).
 PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv) {
-    (void)pamh; (void)flags; (void)argc; (void)argv;
+    if (flags & PAM_ESTABLISH_CRED) return twofactor_credentials(pamh, flags, argc, argv);
     return PAM_SUCCESS;
 }
 

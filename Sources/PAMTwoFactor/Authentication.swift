@@ -26,37 +26,57 @@ struct Authentication {
     /// The passwd name, once known.
     var userPointer: UnsafePointer<CChar>? = nil
 
-    mutating func run() -> Int32 {
-        // One connection to twofactord, kept from `check` to `verify` (DaemonLink), or -1.
-        var connection: Int32 = -1
-        defer { if connection >= 0 { close(connection) } }
+    enum ResolvedUser {
+        /// The passwd name (malloc'd: the caller frees it).
+        case user(UnsafeMutablePointer<CChar>)
+        case finished(Int32)
+    }
+
+    /// PAM_USER resolved to its passwd name. A name without a passwd entry is reported to the
+    /// daemon when `reportUnknown` (authentication), for its audit log.
+    func resolveUser(reportUnknown: Bool) -> ResolvedUser {
         var typedUser: UnsafePointer<CChar>? = nil
         let userStatus = pam_get_user(pamh, &typedUser, nil)
         guard userStatus == PAM_SUCCESS else {
             debug("could not get the user name (PAM status \(userStatus))")
-            return userStatus
+            return .finished(userStatus)
         }
-        guard let typedUser else { return PAM_USER_UNKNOWN }
+        guard let typedUser else { return .finished(PAM_USER_UNKNOWN) }
         // The daemon knows accounts by their passwd name. PAM_USER is what the client typed,
         // which NSS may resolve case-insensitively or from an alias (SSSD, winbind): "ALICE"
         // must not be a different, unenrolled account than "alice".
         guard let canonical = passwdName(typedUser) else {
             log(pamh, LOG_NOTICE, "no such user: \(printable(cStringBytes(typedUser), limit: 64))")
-            return PAM_USER_UNKNOWN
+            if reportUnknown { reportUnknownUser(cStringBytes(typedUser)) }
+            return .finished(PAM_USER_UNKNOWN)
+        }
+        let length = strlen(canonical)
+        // The daemon's limit too: a longer name could never be enrolled.
+        guard length > 0, length <= Product.maxUserNameLength else {
+            log(pamh, LOG_ERR, "refusing a user name of \(length) bytes")
+            free(canonical)
+            return .finished(PAM_USER_UNKNOWN)
+        }
+        return .user(canonical)
+    }
+
+    mutating func run() -> Int32 {
+        // One connection to twofactord, kept from `check` to `verify` (DaemonLink), or -1.
+        var connection: Int32 = -1
+        defer { if connection >= 0 { close(connection) } }
+        let canonical: UnsafeMutablePointer<CChar>
+        switch resolveUser(reportUnknown: true) {
+        case .user(let found): canonical = found
+        case .finished(let status): return status
         }
         defer { free(canonical) }
         userPointer = UnsafePointer(canonical)
-        guard let userPointer else { return PAM_USER_UNKNOWN }
-        let user = cStringBytes(userPointer)
-        // The daemon's limit too: a longer name could never be enrolled.
-        guard user.count > 0, user.count <= Product.maxUserNameLength else {
-            log(pamh, LOG_ERR, "refusing a user name of \(user.count) bytes")
-            return PAM_USER_UNKNOWN
-        }
-        // 1. Does this account use 2FA?
+        let user = cStringBytes(UnsafePointer(canonical))
+        // 1. Does this login need a code? The daemon's login policy decides.
         let checkAnswer: WireMessage
         switch ask(.check, capacity: Requests.checkCapacity, connection: &connection, { (request) throws(WireError) in
-            try Requests.check(user: user, into: &request)
+            try Requests.check(user: user, service: contextItem(PAM_SERVICE), remoteHost: contextItem(PAM_RHOST),
+                               tty: contextItem(PAM_TTY), into: &request)
         }) {
         case .answer(let answer): checkAnswer = answer
         case .finished(let status): return status
@@ -65,7 +85,9 @@ struct Authentication {
         case .enrolled:
             debug("user \(userText) has two-factor authentication")
         case .notEnrolled:
-            return notEnrolled()
+            return notEnrolled(checkAnswer)
+        case .exempt:
+            return exempt(checkAnswer)
         default:
             return unexpected(checkAnswer, during: .check)
         }
@@ -96,6 +118,14 @@ struct Authentication {
         case finished(Int32)
     }
 
+    /// One request on a connection of its own (see the next one).
+    func ask(_ operation: Operation, capacity: Int,
+             _ encode: (inout SecretBytes) throws(WireError) -> Void) -> Exchange {
+        var connection: Int32 = -1
+        defer { if connection >= 0 { close(connection) } }
+        return ask(operation, capacity: capacity, connection: &connection, encode)
+    }
+
     /// One request, encoded by `encode` into a fresh buffer of `capacity` (zeroed when done),
     /// to the daemon at the configured socket (on `connection` when still open), within the
     /// configured timeout.
@@ -114,6 +144,38 @@ struct Authentication {
                                                    connection: &connection))
         } catch {
             return .finished(unavailable(error, during: operation))
+        }
+    }
+
+    /// A name without a passwd entry is still reported to the daemon (a `check` whose answer is
+    /// not used), so its audit log has the attempt with its remote host for fail2ban. Only a
+    /// name the daemon would accept is sent; the login is refused whatever happens.
+    func reportUnknownUser(_ typed: UnsafeBufferPointer<UInt8>) {
+        guard Requests.isSendableContext(typed), typed.count <= Product.maxUserNameLength else { return }
+        _ = quietly(capacity: Requests.checkCapacity) { (request) throws(WireError) in
+            try Requests.check(user: typed, service: contextItem(PAM_SERVICE), remoteHost: contextItem(PAM_RHOST),
+                               tty: contextItem(PAM_TTY), phase: .unknownUser, into: &request)
+        }
+    }
+
+    /// One request whose failure changes nothing (reports, counting): no message to the
+    /// person, a debug line at most. nil when there is no answer.
+    func quietly(capacity: Int, _ encode: (inout SecretBytes) throws(WireError) -> Void) -> WireMessage? {
+        var request = SecretBytes(capacity: capacity)
+        do {
+            try encode(&request)
+        } catch {
+            return nil
+        }
+        var connection: Int32 = -1
+        defer { if connection >= 0 { close(connection) } }
+        do {
+            return try DaemonLink.exchange(socketPath: options.socketPath, daemonUser: options.daemonUser,
+                                           frame: request.bytes, timeoutSeconds: options.timeoutSeconds,
+                                           connection: &connection)
+        } catch {
+            debug("a report to twofactord went unanswered")
+            return nil
         }
     }
 

@@ -50,6 +50,9 @@ struct Options {
     var debug = false
     var answerSource = AnswerSource.prompt
     var forwardPass = false
+    /// Enrollment at login (pam_twofactor(8)): an account the daemon requires but that has not
+    /// enrolled is let past `auth` and enrolls in the account phase, after the first factor.
+    var enrollAtLogin = false
     /// Length of a TOTP code at the end of a password+code answer (forward_pass).
     var digits = 6
 
@@ -73,6 +76,8 @@ struct Options {
                 sawTryFirstPass = true
             } else if Options.equals(argument, "forward_pass\0") {
                 forwardPass = true
+            } else if Options.equals(argument, "enroll_at_login\0") {
+                enrollAtLogin = true
             } else if let value = Options.value(argument, "socket=") {
                 let path = cStringBytes(value)
                 // An absolute path that fits sockaddr_un (with its NUL).

@@ -24,20 +24,48 @@ extension Authentication {
             return PAM_AUTH_ERR
         case .notEnrolled:
             // 2FA was switched off between check and verify.
-            return notEnrolled()
+            return notEnrolled(answer)
         default:
             return unexpected(answer, during: .verify)
         }
     }
 
-    func notEnrolled() -> Int32 {
-        if options.require {
-            log(pamh, LOG_NOTICE, "user \(userText) has no two-factor authentication set up and it is required")
-            tell(PAM_ERROR_MSG, "Two-factor authentication is required for this account but is not set up. Set it up with `twofactor enable` from an existing session, or ask the administrator.")
+    /// Not enrolled. Refused when the module's `require` or the daemon's login policy (the
+    /// answer's `required`, with its message) says so; otherwise PAM_IGNORE, showing the policy's
+    /// message (an enforcement deadline: what is left and what to run) when there is one.
+    func notEnrolled(_ answer: WireMessage) -> Int32 {
+        let message = answer.bytes(.message).map { printable($0, limit: 400) }
+        if answer.bool(.required) == true && options.enrollAtLogin {
+            // The first factor has not been judged yet: enrollment waits for the account phase,
+            // which applications only reach after the whole auth stack succeeded.
+            debug("user \(userText) must enroll; left to the account phase (enroll_at_login)")
+            return PAM_IGNORE
+        }
+        if options.require || answer.bool(.required) == true {
+            let why = options.require ? "the module's require" : "the login policy (\(ruleText(answer)))"
+            log(pamh, LOG_NOTICE, "user \(userText) has no two-factor authentication set up and \(why) requires it")
+            tell(PAM_ERROR_MSG, answer.bool(.required) == true ? (message ?? Self.requiredMessage) : Self.requiredMessage)
             return PAM_AUTH_ERR
         }
+        if let message { tell(PAM_TEXT_INFO, message) }
         debug("user \(userText) has no two-factor authentication; ignoring")
         return PAM_IGNORE
+    }
+
+    static let requiredMessage = "Two-factor authentication is required for this account but is not set up. Set it up with `twofactor enable` from an existing session, or ask the administrator."
+
+    /// The login policy exempts this login (a network or group). PAM_IGNORE, like an unenrolled
+    /// account: the exemption removes the code, never the password, so a stack whose only other
+    /// success would be this module still fails.
+    func exempt(_ answer: WireMessage) -> Int32 {
+        debug("user \(userText): no code asked (\(ruleText(answer)))")
+        return PAM_IGNORE
+    }
+
+    func ruleText(_ answer: WireMessage) -> String {
+        let rule = answer.bytes(.rule).map { printable($0, limit: 32) } ?? "?"
+        guard let detail = answer.bytes(.ruleDetail) else { return rule }
+        return rule + " " + printable(detail, limit: 64)
     }
 
     func unexpected(_ answer: WireMessage, during operation: Operation) -> Int32 {

@@ -382,7 +382,9 @@ public struct AccountRules: Sendable {
             return .refused(.noPendingEnrollment, .noPendingEnrollment)
         }
         account.pending = nil
-        if account.enrollment == nil && account.failures == 0 && account.lockedUntil == nil {
+        // An account row that only held the pending enrollment goes; one that counts grace
+        // logins stays, or cancelling would hand them out again.
+        if account.enrollment == nil && account.failures == 0 && account.lockedUntil == nil && account.graceLoginsUsed == 0 {
             try transaction.deleteAccount(named: user)
         } else {
             try transaction.save(account)
@@ -493,6 +495,22 @@ public struct AccountRules: Sendable {
 
     public func isEnrolled(_ transaction: any AccountTransaction, user: String) throws -> Bool {
         try transaction.account(named: user)?.enrollment != nil
+    }
+
+    /// The login policy's decision for `user` (LoginPolicy.decide), from the account's stored
+    /// enrollment and grace logins. With `countGraceLogin` (a login that has succeeded: the
+    /// module's credentials phase), a login let through on enforcement's grace logins is counted.
+    public func decide(_ transaction: any AccountTransaction, user: String, remoteHost: String?, policy: LoginPolicy,
+                       membership: () -> GroupMembership?, at moment: Moment, countGraceLogin: Bool) throws -> (PolicyDecision, Int?) {
+        var account = try transaction.account(named: user) ?? AccountRecord(name: user)
+        let decision = policy.decide(enrolled: account.enrollment != nil, remoteHost: remoteHost, membership: membership,
+                                     now: moment.now, graceLoginsUsed: account.graceLoginsUsed)
+        guard countGraceLogin, decision.rule == .enforceGrace, policy.countsGraceLogins(at: moment.now) else {
+            return (decision, nil)
+        }
+        account.graceLoginsUsed += 1
+        try transaction.save(account)
+        return (decision, account.graceLoginsUsed)
     }
 
     public func status(_ transaction: any AccountTransaction, user: String, at moment: Moment) throws -> AccountStatus {

@@ -1,5 +1,6 @@
-// The audit log: one line per verification and per management operation, in a stable
-// `word key=value ...` form that fail2ban can match. Never a secret or a code.
+// The audit log: one line per check, verification and management operation, in a stable
+// `word key=value ...` form that fail2ban can match, or as JSON (audit_format = json); under
+// systemd with structured journal fields too. Never a secret or a code.
 import CTwoFactorSystem
 import Foundation
 import Logging
@@ -45,28 +46,139 @@ public enum AuditReason: String, Sendable, CaseIterable {
     case sigterm = "SIGTERM"
     case sigint = "SIGINT"
     case closed
+    /// check: the name has no passwd entry (fail2ban counts these per rhost).
+    case unknownUser = "unknown-user"
+    /// check: the login policy requires two-factor authentication and the account has none.
+    case required = "required"
+}
+
+/// How each audit line is written (`audit_format`): `key=value` text for people and fail2ban,
+/// or one JSON object per line for log shippers.
+public enum AuditFormat: String, Sendable, Equatable, CaseIterable {
+    case text, json
+}
+
+/// One audit event: its name and its fields, in their stable order. The single source of both
+/// renderings (text and JSON) and of the journal fields, so they never disagree.
+public struct AuditEvent: Sendable, Equatable {
+    public enum Value: Sendable, Equatable {
+        /// Free text from outside (names, hosts): sanitized in text, escaped in JSON, "-"/null when absent.
+        case text(String?)
+        /// A word of the log's own vocabulary (result, reason, rule) or a number: as it is.
+        case word(String)
+        case number(Int64)
+        /// Text rendering and JSON literal given separately (a clock offset: "+0.250s" and 0.25).
+        case rendered(text: String, json: String)
+    }
+
+    public struct Field: Sendable, Equatable {
+        public var key: String
+        public var value: Value
+        /// Text form `(key=value)` glued to the field before it: `by=alice(uid=1000)`.
+        public var attached = false
+    }
+
+    public var name: String
+    public var fields: [Field] = []
+    /// The text form when it is not `name key=value ...` (diagnostic messages keep theirs).
+    var plainText: String? = nil
+
+    public init(_ name: String) { self.name = name }
+
+    mutating func add(_ key: String, _ value: Value, attached: Bool = false) {
+        fields.append(Field(key: key, value: value, attached: attached))
+    }
+
+    /// `name key=value ...`: the historic form, matched by fail2ban and the tests.
+    public var textLine: String {
+        if let plainText { return plainText }
+        var line = name
+        for field in fields {
+            let text: String = switch field.value {
+            case .text(let value): AuditLog.value(value)
+            case .word(let word): word
+            case .number(let number): "\(number)"
+            case .rendered(let text, _): text
+            }
+            line += field.attached ? "(\(field.key)=\(text))" : " \(field.key)=\(text)"
+        }
+        return line
+    }
+
+    /// One JSON object, keys in a fixed order: `time` (UTC, ISO 8601), `event`, then the fields.
+    public func jsonLine(time: Double) -> String {
+        var line = "{\"time\":\(AuditLog.jsonString(AuditLog.preciseTimestamp(time))),\"event\":\(AuditLog.jsonString(name))"
+        for field in fields {
+            let json: String = switch field.value {
+            case .text(let value): value.map { AuditLog.jsonString(String($0.unicodeScalars.prefix(256))) } ?? "null"
+            case .word(let word): AuditLog.jsonString(word)
+            case .number(let number): "\(number)"
+            case .rendered(_, let json): json
+            }
+            line += ",\(AuditLog.jsonString(field.key)):\(json)"
+        }
+        return line + "}"
+    }
 }
 
 public final class AuditLog: Sendable {
-    public enum Sink: Sendable { case syslog, stderr }
+    public enum Sink: Sendable, Equatable { case syslog, stderr, journal }
     public let sink: Sink
+    public let format: AuditFormat
     private let lock = NSLock()
+    /// The journal's native socket, for the journal sink (TWOFACTORD_JOURNAL_SOCKET overrides it
+    /// for tests that stand in for journald).
+    private let journal: JournalSocket?
+    private let now: @Sendable () -> Double
 
-    public init(target: LogTarget, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(target: LogTarget, format: AuditFormat = .text,
+                environment: [String: String] = ProcessInfo.processInfo.environment,
+                now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        let journalPath = environment["TWOFACTORD_JOURNAL_SOCKET"] ?? JournalSocket.defaultPath
+        // Started by systemd with its journal on stderr: structured fields go to the journal's
+        // own socket instead, when it is there.
+        let underSystemd = environment["JOURNAL_STREAM"] != nil
         switch target {
         case .syslog: sink = .syslog
         case .stderr: sink = .stderr
-        case .auto: sink = environment["JOURNAL_STREAM"] != nil ? .stderr : .syslog
+        case .auto:
+            sink = underSystemd ? (JournalSocket.exists(journalPath) ? .journal : .stderr) : .syslog
         }
+        self.format = format
+        self.now = now
+        journal = sink == .journal ? JournalSocket(path: journalPath) : nil
         if sink == .syslog { twofactor_openlog("twofactord", LOG_AUTHPRIV) }
     }
 
-    /// Writes one line; `priority` is a syslog level (LOG_INFO, LOG_WARNING, LOG_ERR).
+    /// Writes one event in the configured format; `priority` is a syslog level.
+    public func write(_ event: AuditEvent, priority: Int32 = LOG_INFO) {
+        let line = format == .json ? event.jsonLine(time: now()) : event.textLine
+        if sink == .journal, let journal {
+            var fields = [("MESSAGE", line), ("PRIORITY", "\(priority)"), ("SYSLOG_IDENTIFIER", "twofactord"),
+                          ("SYSLOG_FACILITY", "10"), ("TWOFACTOR_EVENT", event.name)]
+            for field in event.fields {
+                let value: String? = switch field.value {
+                case .text(let text): text.map { Self.printable($0) }
+                case .word(let word): word
+                case .number(let number): "\(number)"
+                case .rendered(let text, _): text
+                }
+                if let value { fields.append(("TWOFACTOR_" + field.key.uppercased(), value)) }
+            }
+            if journal.send(fields) { return }
+        }
+        write(line, priority: priority)
+    }
+
+    /// Writes one preformatted line (diagnostics); `priority` is a syslog level.
     public func write(_ line: String, priority: Int32 = LOG_INFO) {
         switch sink {
         case .syslog:
             twofactor_syslog(LOG_AUTHPRIV | priority, line)
-        case .stderr:
+        case .stderr, .journal:
+            if sink == .journal, let journal,
+               journal.send([("MESSAGE", line), ("PRIORITY", "\(priority)"), ("SYSLOG_IDENTIFIER", "twofactord"),
+                             ("SYSLOG_FACILITY", "10")]) { return }
             // One write(2) per line so concurrent lines never interleave.
             let bytes = Array((line + "\n").utf8)
             lock.lock()
@@ -84,35 +196,95 @@ public final class AuditLog: Sendable {
     /// `result` is accepted, rejected or error.
     public func verify(account: String, service: String?, remoteHost: String?, tty: String?,
                        method: String?, result: AuditResult, reason: AuditReason, clockOffset: Double?) {
-        var line = "verify account=\(Self.value(account)) service=\(Self.value(service)) rhost=\(Self.value(remoteHost))"
-        line += " tty=\(Self.value(tty)) method=\(method ?? "-") result=\(result.rawValue) reason=\(reason.rawValue)"
-        if let clockOffset { line += " clock_offset=" + String(format: "%+.3fs", clockOffset) }
-        write(line, priority: result.priority)
+        var event = AuditEvent("verify")
+        event.add("account", .text(account))
+        Self.addContext(&event, service: service, remoteHost: remoteHost, tty: tty)
+        event.add("method", method.map { .word($0) } ?? .text(nil))
+        event.add("result", .word(result.rawValue))
+        event.add("reason", .word(reason.rawValue))
+        if let clockOffset {
+            event.add("clock_offset", .rendered(text: String(format: "%+.3fs", clockOffset),
+                                                json: String(format: "%.3f", clockOffset)))
+        }
+        write(event, priority: result.priority)
+    }
+
+    /// The login policy's answer to `check`: which rule applied (`rule=`, and the network or
+    /// group in `detail=`), so an exempt or waved-through login is never silent.
+    public func check(account: String, service: String?, remoteHost: String?, tty: String?,
+                      rule: String, detail: String?, result: AuditResult, reason: AuditReason) {
+        var event = AuditEvent("check")
+        event.add("account", .text(account))
+        Self.addContext(&event, service: service, remoteHost: remoteHost, tty: tty)
+        event.add("rule", .word(rule))
+        event.add("detail", .text(detail))
+        event.add("result", .word(result.rawValue))
+        event.add("reason", .word(reason.rawValue))
+        write(event, priority: result.priority)
+    }
+
+    /// A login let through without 2FA on one of enforcement's grace logins (`used` of `allowed`).
+    public func graceLogin(account: String, service: String?, remoteHost: String?, used: Int, allowed: Int) {
+        var event = AuditEvent("grace-login")
+        event.add("account", .text(account))
+        event.add("service", .text(service))
+        event.add("rhost", .text(remoteHost))
+        event.add("used", .number(Int64(used)))
+        event.add("allowed", .number(Int64(allowed)))
+        write(event, priority: LOG_NOTICE)
+    }
+
+    static func addContext(_ event: inout AuditEvent, service: String?, remoteHost: String?, tty: String?) {
+        event.add("service", .text(service))
+        event.add("rhost", .text(remoteHost))
+        event.add("tty", .text(tty))
     }
 
     /// `result` is ok, rejected, denied or error.
     public func management(_ operation: String, account: String?, caller: Caller, result: AuditResult, reason: AuditReason) {
-        write("\(operation) account=\(Self.value(account)) by=\(Self.value(caller.name ?? "?"))(uid=\(caller.uid)) result=\(result.rawValue) reason=\(reason.rawValue)",
-              priority: result.priority)
+        var event = AuditEvent(operation)
+        event.add("account", .text(account))
+        event.add("by", .text(caller.name ?? "?"))
+        event.add("uid", .number(Int64(caller.uid)), attached: true)
+        event.add("result", .word(result.rawValue))
+        event.add("reason", .word(reason.rawValue))
+        write(event, priority: result.priority)
     }
 
     public func start(version: String, socket: String, database: String, pid: Int32) {
-        write("start version=\(version) socket=\(Self.value(socket)) database=\(Self.value(database)) pid=\(pid)")
+        var event = AuditEvent("start")
+        event.add("version", .text(version))
+        event.add("socket", .text(socket))
+        event.add("database", .text(database))
+        event.add("pid", .number(Int64(pid)))
+        write(event)
     }
 
     public func stop(reason: AuditReason) {
-        write("stop reason=\(reason.rawValue)")
+        var event = AuditEvent("stop")
+        event.add("reason", .word(reason.rawValue))
+        write(event)
     }
 
     /// An NTP server outvoted by the others (`agree` of `sources` agreed without it).
     public func falseticker(server: String, offsetSeconds: Double, agree: Int, sources: Int, truechimers: [String]) {
-        write("ntp-falseticker server=\(Self.value(server)) offset=\(String(format: "%+.3fs", offsetSeconds)) "
-                + "agree=\(agree)/\(sources) truechimers=\(Self.value(truechimers.joined(separator: ",")))",
-              priority: LOG_WARNING)
+        var event = AuditEvent("ntp-falseticker")
+        event.add("server", .text(server))
+        event.add("offset", .rendered(text: String(format: "%+.3fs", offsetSeconds), json: String(format: "%.3f", offsetSeconds)))
+        event.add("agree", .rendered(text: "\(agree)/\(sources)", json: Self.jsonString("\(agree)/\(sources)")))
+        event.add("truechimers", .text(truechimers.joined(separator: ",")))
+        write(event, priority: LOG_WARNING)
     }
 
-    public func lockout(account: String, until: Int64, failures: Int) {
-        write("lockout account=\(Self.value(account)) until=\(Self.timestamp(until)) failures=\(failures)", priority: LOG_WARNING)
+    /// A lockout started by a failed code; `remoteHost` is where the failing attempt came from
+    /// (fail2ban keys on it), nil when it was not a login.
+    public func lockout(account: String, until: Int64, failures: Int, remoteHost: String? = nil) {
+        var event = AuditEvent("lockout")
+        event.add("account", .text(account))
+        event.add("until", .rendered(text: Self.timestamp(until), json: Self.jsonString(Self.timestamp(until))))
+        event.add("failures", .number(Int64(failures)))
+        event.add("rhost", .text(remoteHost))
+        write(event, priority: LOG_WARNING)
     }
 
     static func timestamp(_ unixTime: Int64) -> String {
@@ -120,6 +292,40 @@ public final class AuditLog: Sendable {
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(unixTime)))
+    }
+
+    static func preciseTimestamp(_ unixTime: Double) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date(timeIntervalSince1970: unixTime))
+    }
+
+    /// A JSON string literal: quotes, backslashes and control characters escaped, so a crafted
+    /// user name can never end the string or the line.
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7f || (0x2028...0x2029).contains(scalar.value) {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// A journal field value: one line of printable text (the native protocol's simple form).
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.prefix(256).map { $0.value < 0x20 || $0.value == 0x7f ? "?" : $0 }))
     }
 
     /// Makes a value safe for a `key=value` line: non-printable and non-ASCII bytes, quotes and
@@ -144,6 +350,54 @@ public final class AuditLog: Sendable {
         }
         let clean = String(decoding: bytes, as: UTF8.self)
         return needsQuotes ? "\"\(clean)\"" : clean
+    }
+}
+
+/// systemd-journald's native protocol (systemd.journal-fields(7), "Native Journal Protocol"):
+/// one datagram per entry on /run/systemd/journal/socket, `KEY=value` lines. Values here are
+/// single printable lines, so the simple form suffices. A failed send returns false and the
+/// line goes to stderr instead (journald's stream).
+final class JournalSocket: @unchecked Sendable {
+    static let defaultPath = "/run/systemd/journal/socket"
+    let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+
+    init?(path: String) {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { return nil }
+    }
+
+    deinit { close(fd) }
+
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
+    }
+
+    func send(_ fields: [(String, String)]) -> Bool {
+        var datagram: [UInt8] = []
+        for (key, value) in fields {
+            datagram += Array(key.utf8) + [UInt8(ascii: "=")] + Array(value.utf8) + [UInt8(ascii: "\n")]
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in pathBytes.enumerated() { buffer[index] = byte }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        let sent = datagram.withUnsafeBytes { bytes in
+            withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+        }
+        return sent == datagram.count
     }
 }
 
@@ -178,6 +432,11 @@ public struct AuditLogHandler: LogHandler {
         case .critical: LOG_CRIT
         }
         let text = printable(message.description)
-        audit.write("\(level) \(text)", priority: priority)
+        // Text: "warning clock check: ..." as always; JSON and journal: a "diagnostic" event.
+        var event = AuditEvent("diagnostic")
+        event.add("level", .word("\(level)"))
+        event.add("message", .text(text))
+        event.plainText = "\(level) \(text)"
+        audit.write(event, priority: priority)
     }
 }

@@ -38,6 +38,15 @@ public struct DaemonConfig: Sendable, Equatable {
     public var driftMaxSteps = 2
     public var hotpLookAhead = 10
     public var hotpResyncWindow = 100
+    public var auditFormat = AuditFormat.text
+    // The login policy (Policy/LoginPolicy.swift).
+    public var exemptNetworks: [IPNetwork] = []
+    public var exemptGroups: [String] = []
+    public var requireGroups: [String] = []
+    public var enforce = EnforceMode.no
+    public var enforceGroups: [String] = []
+    public var enforceFrom: Int64? = nil
+    public var enforceGraceLogins = 0
 
     public init() {}
 
@@ -122,6 +131,9 @@ public enum ConfigParser {
         if config.lockoutMaxSeconds < config.lockoutSeconds {
             let line = seen["lockout_max_seconds"] ?? seen["lockout_seconds"]
             throw ConfigError(file: file, line: line, message: "lockout_max_seconds must not be below lockout_seconds")
+        }
+        if config.enforce == .groups && config.enforceGroups.isEmpty {
+            throw ConfigError(file: file, line: seen["enforce"], message: "enforce = groups needs enforce_groups")
         }
         return config
     }

@@ -247,7 +247,40 @@ public enum ConfigKeys {
 
         ConfigKey("log", .choice(), \.log, section: "Logging", doc: """
             Where audit lines go: syslog (facility authpriv), stderr, or auto (stderr when started by
-            systemd with its journal on stderr, i.e. JOURNAL_STREAM is set, else syslog).
+            systemd with its journal on stderr, i.e. JOURNAL_STREAM is set, else syslog). Under systemd the
+            lines go to the journal's native socket with structured fields (TWOFACTOR_EVENT, TWOFACTOR_ACCOUNT,
+            TWOFACTOR_RHOST, TWOFACTOR_RULE, TWOFACTOR_RESULT, TWOFACTOR_REASON ...), else to stderr.
+            """),
+        ConfigKey("audit_format", .choice(), \.auditFormat, doc: """
+            How each audit line is written: text ("verify account=alice ... rhost=192.0.2.7 result=rejected
+            reason=wrong-code", what contrib/fail2ban matches) or json (one JSON object per line with the
+            same keys plus "time" and "event", for log shippers). twofactord(8) lists the keys.
+            """),
+
+        ConfigKey("exempt_networks", networkList, \.exemptNetworks, section: "Login policy", doc: """
+            Logins from these networks (space-separated CIDRs, IPv4 or IPv6, e.g. "10.0.0.0/8 fd00::/8") are
+            not asked for a code. Matched against PAM_RHOST, which must be a literal address: a host name
+            or an empty remote host never matches (sshd: keep UseDNS no). The password is still checked:
+            an exempt login is answered like an unenrolled one (PAM_IGNORE), never let through alone.
+            """),
+        ConfigKey("exempt_groups", groupList, \.exemptGroups, doc: """
+            Members of these groups (space-separated) are not asked for a code.
+            """),
+        ConfigKey("require_groups", groupList, \.requireGroups, doc: """
+            Members of these groups must use two-factor authentication whatever enforce says, and from
+            every network: this outranks exempt_networks and exempt_groups. Unenrolled members are refused.
+            """),
+        ConfigKey("enforce", .choice(), \.enforce, doc: """
+            Whether accounts must enroll: no, yes (every account) or groups (members of enforce_groups).
+            Until enforce_from, and for enforce_grace_logins logins after it, an unenrolled account still
+            logs in and is told how long it has left and to run `twofactor enable`; then it is refused.
+            """),
+        ConfigKey("enforce_groups", groupList, \.enforceGroups),
+        ConfigKey("enforce_from", dayType, \.enforceFrom, doc: """
+            The day (YYYY-MM-DD, from 00:00 UTC) enforcement starts refusing; empty: at once.
+            """),
+        ConfigKey("enforce_grace_logins", .integer(0...10_000), \.enforceGraceLogins, doc: """
+            Logins each unenrolled account still gets once enforcement has started (counted per account).
             """),
     ]
 
@@ -287,6 +320,32 @@ public enum ConfigKeys {
         format: { $0.map(\.description).joined(separator: " ") })
     private static let ntpServerListRequirement =
         "host, host:port, IPv6 address or [IPv6 address]:port entries separated by spaces"
+
+    /// Space-separated group names; empty means none.
+    static let groupList = ConfigType<[String]>(
+        requirement: "group names separated by spaces", allowed: "group names",
+        accept: { text in
+            let names = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            return names.allSatisfy { !$0.contains(",") && !$0.contains(where: \.isNewline) } ? names : nil
+        }, format: { $0.joined(separator: " ") })
+
+    static let networkList = ConfigType<[IPNetwork]>(
+        requirement: "IPv4 or IPv6 networks like 192.0.2.0/24 separated by spaces", allowed: "CIDRs",
+        parse: { text throws(ConfigValueError) in
+            try text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map { entry throws(ConfigValueError) in
+                guard let network = IPNetwork(parsing: String(entry)) else {
+                    throw ConfigValueError(requirement: "IPv4 or IPv6 networks like 192.0.2.0/24 separated by spaces",
+                                           got: String(entry))
+                }
+                return network
+            }
+        },
+        format: { $0.map(\.description).joined(separator: " ") })
+
+    static let dayType = ConfigType<Int64?>(
+        requirement: "a day as YYYY-MM-DD, or empty", allowed: "YYYY-MM-DD or empty",
+        accept: { text in text.isEmpty ? .some(nil) : LoginPolicy.parseDay(text).map { .some($0) } },
+        format: { $0.map(LoginPolicy.day) ?? "" })
 
     // MARK: the example file
 

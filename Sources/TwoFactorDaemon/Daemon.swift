@@ -35,7 +35,7 @@ public final class Daemon: @unchecked Sendable {
 
     public init(config: DaemonConfig) {
         self.config = config
-        audit = AuditLog(target: config.log)
+        audit = AuditLog(target: config.log, format: config.auditFormat)
         let audit = self.audit
         logger = Logger(label: "twofactord") { _ in AuditLogHandler(audit: audit) }
     }
@@ -70,7 +70,7 @@ public final class Daemon: @unchecked Sendable {
         let clock = ClockMonitor(configuration: config.clockConfiguration, logger: logger, audit: audit)
         clock.start()
         let processor = RequestProcessor(store: store, rules: AccountRules(policy: AccountPolicy(config: config), keys: keys),
-                                         clock: clock, audit: audit)
+                                         clock: clock, audit: audit, loginPolicy: LoginPolicy(config: config))
         // One event loop for the listening socket and every connection. The loop only frames
         // and routes requests (the store and the NSS lookups run elsewhere), so one is plenty;
         // and with the accepting and the accepted channel on one loop, NIO's accept path never

@@ -8,14 +8,17 @@ public final class RequestProcessor: Sendable {
     let rules: AccountRules
     let clock: ClockMonitor
     let audit: AuditLog
+    let loginPolicy: LoginPolicy
     let wallClock: @Sendable () -> Int64
 
     public init(store: any AccountStore, rules: AccountRules, clock: ClockMonitor, audit: AuditLog,
+                loginPolicy: LoginPolicy = LoginPolicy(config: DaemonConfig()),
                 wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.store = store
         self.rules = rules
         self.clock = clock
         self.audit = audit
+        self.loginPolicy = loginPolicy
         self.wallClock = wallClock
     }
 
@@ -29,13 +32,9 @@ public final class RequestProcessor: Sendable {
             respond(Self.answer(.unknownOperation, message: "unknown operation 0x\(String(request.code, radix: 16))"))
             return
         }
-        if operation == .check {  // the one operation that needs no clock: not read for it
-            check(request, caller, respond)
-            return
-        }
         let moment = Moment(now: wallClock(), otpTime: clock.verificationTime())
         switch operation {
-        case .check: break  // answered above
+        case .check: check(request, caller, moment, respond)
         case .verify: verify(request, caller, moment, respond)
         case .enrollBegin, .enrollConfirm, .enrollCancel, .regenerateRecoveryCodes, .disable, .status,
              .resetAccount, .unlockAccount, .adminEnroll:
@@ -47,32 +46,76 @@ public final class RequestProcessor: Sendable {
 
     // MARK: Verification
 
-    private func check(_ request: WireMessage, _ caller: Caller, _ respond: @escaping @Sendable (WireMessage) -> Void) {
+    /// Does this login need a code? The login policy decides (LoginPolicy.decide); the answer
+    /// names the rule and the audit line records it, so no exempt login goes unrecorded.
+    private func check(_ request: WireMessage, _ caller: Caller, _ moment: Moment,
+                       _ respond: @escaping @Sendable (WireMessage) -> Void) {
         guard let user = Self.user(request) else { respond(Self.answer(.badRequest, message: "a valid user is required")); return }
         guard caller.mayVerify(user) || caller.mayAdminister else {
             audit.management("check", account: user, caller: caller, result: .denied, reason: .permissionDenied)
             respond(Self.answer(.permissionDenied, message: "you may only ask about your own account"))
             return
         }
-        let rules = self.rules
-        let answer: @Sendable (Bool) -> WireMessage = { WireMessage(status: $0 ? .enrolled : .notEnrolled) }
-        // Usually answered right here, on the connection's thread (readNow); `read` if not.
-        if let enrolled = store.readNow({ try rules.isEnrolled($0, user: user) }) {
-            respond(answer(enrolled))
-            return
+        let service = Self.optionalText(request, .service)
+        let remoteHost = Self.remoteHost(request, caller)
+        let tty = Self.optionalText(request, .tty)
+        let rules = self.rules, policy = self.loginPolicy, audit = self.audit
+        // The module asks in three phases (docs/PROTOCOL.md): authentication (audited here),
+        // account management (enrollment at login) and credentials, which only follows a
+        // successful login and so is where a grace login is counted (only root's count); phase 3
+        // reports a name without a passwd entry.
+        let phase = request.uint8(.phase) ?? 0
+        let counting = phase == 2 && caller.isRoot
+        let decide: @Sendable (any AccountTransaction) throws -> (PolicyDecision, Int?) = { transaction in
+            // Phase 3: the module found no passwd entry for the name; reported for the audit log.
+            if phase == 3 { return (PolicyDecision(outcome: .unknownUser, rule: .unknownUser), nil) }
+            return try rules.decide(transaction, user: user, remoteHost: remoteHost, policy: policy,
+                             membership: { GroupMembership.of(user) }, at: moment, countGraceLogin: counting)
         }
-        store.read({ try rules.isEnrolled($0, user: user) }) { result in
-            switch result {
-            case .success(let enrolled): respond(answer(enrolled))
-            case .failure: respond(Self.internalError())
+        // Off the event loop (the store's threads): the group lookups go through NSS.
+        let completion: @Sendable (Result<(PolicyDecision, Int?), StoreError>) -> Void = { result in
+            guard case .success(let (decision, used)) = result else {
+                audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: "-", detail: nil,
+                            result: .error, reason: .internalError)
+                respond(Self.internalError())
+                return
             }
+            let (status, auditResult, reason): (Status, AuditResult, AuditReason) = switch decision.outcome {
+            case .code: (.enrolled, .ok, .ok)
+            case .exempt: (.exempt, .ok, .ok)
+            case .waive: (.notEnrolled, .ok, .notEnrolled)
+            case .required: (.notEnrolled, .rejected, .required)
+            case .unknownUser: (.notEnrolled, .rejected, .unknownUser)
+            }
+            if let used {  // committed
+                audit.graceLogin(account: user, service: service, remoteHost: remoteHost, used: used, allowed: policy.graceLogins)
+            }
+            if phase == 0 || phase == 3 {
+                audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: decision.rule.rawValue,
+                            detail: decision.detail, result: auditResult, reason: reason)
+            }
+            var answer = WireMessage(status: status)
+            Self.appendText(&answer, .rule, decision.rule.rawValue)
+            if let detail = decision.detail { Self.appendText(&answer, .ruleDetail, detail) }
+            if decision.outcome == .required || decision.outcome == .unknownUser { answer.append(.required, bool: true) }
+            if let message = decision.message { Self.appendText(&answer, .message, message) }
+            respond(answer)
+        }
+        if counting {
+            store.write(decide, completion: completion)
+        } else if !policy.looksUpGroups, let decided = store.readNow(decide) {
+            // Usually answered right here, on the connection's thread, with no hop to the store's
+            // threads; not when the policy must ask NSS about groups (that may block).
+            completion(.success(decided))
+        } else {
+            store.read(decide, completion: completion)
         }
     }
 
     private func verify(_ request: WireMessage, _ caller: Caller, _ moment: Moment,
                         _ respond: @escaping @Sendable (WireMessage) -> Void) {
         let service = Self.optionalText(request, .service)
-        let remoteHost = Self.optionalText(request, .remoteHost)
+        let remoteHost = Self.remoteHost(request, caller)
         let tty = Self.optionalText(request, .tty)
         let suspectOffset = clock.suspectOffset()
         let audit = self.audit
@@ -99,7 +142,7 @@ public final class RequestProcessor: Sendable {
                 return
             }
             if let lockout = outcome.lockoutStarted {
-                audit.lockout(account: user, until: lockout.until, failures: lockout.failures)
+                audit.lockout(account: user, until: lockout.until, failures: lockout.failures, remoteHost: remoteHost)
             }
             var answer = WireMessage(status: outcome.status)
             switch outcome.status {
@@ -171,6 +214,7 @@ public final class RequestProcessor: Sendable {
         }
         let adminRequest = adminEnrollment
         let kind = request.string(.otpKind).flatMap(OTPKind.init(rawValue:)) ?? .totp
+        let wantsQR = request.bytes(.qrText) != nil
         if operation == .enrollConfirm && code == nil {
             audit.management(name, account: user, caller: caller, result: .rejected, reason: .badRequest)
             respond(Self.answer(.badRequest, message: "enrollConfirm needs the code shown by the authenticator"))
@@ -205,6 +249,10 @@ public final class RequestProcessor: Sendable {
                     Self.appendText(&answer, .issuer, start.issuer)
                     Self.appendText(&answer, .otpKind, start.kind.rawValue)
                     if let counter = start.counter { answer.append(.counter, uint64: counter) }
+                    // For enrollment at login: the PAM module links no QR library.
+                    if wantsQR, let matrix = QRMatrix(qrEncoding: start.uri) {
+                        Self.appendText(&answer, .qrText, matrix.halfBlockLines().joined(separator: "\n"))
+                    }
                 }
                 return WireMessageOutcome(answer: answer, reason: outcome.reason, lockout: nil)
             case .enrollConfirm:
@@ -337,6 +385,13 @@ public final class RequestProcessor: Sendable {
               let name = String(validating: bytes, as: UTF8.self),
               !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
         return name
+    }
+
+    /// The login's remote host, believed only from root (sshd, the PAM module's host): any other
+    /// caller could name any address, to match an exempt network or to get a stranger banned by
+    /// fail2ban through its own wrong codes. Others' lines say rhost=-.
+    static func remoteHost(_ request: WireMessage, _ caller: Caller) -> String? {
+        caller.isRoot ? optionalText(request, .remoteHost) : nil
     }
 
     static func optionalText(_ request: WireMessage, _ tag: FieldTag) -> String? {

@@ -21,7 +21,8 @@ public enum WireProtocol {
 
 /// What a request asks for.
 public enum Operation: UInt8 {
-    /// Does the account have 2FA? Answers `enrolled` or `notEnrolled` (PAM asks this first).
+    /// Does the account have 2FA? Answers `enrolled`, `notEnrolled` or `exempt` (PAM asks this
+    /// first), with the login policy's rule (docs/PROTOCOL.md).
     case check = 0x01
     /// Verify a TOTP or recovery code: `accepted`, `wrongCode`, `codeReused`, `lockedOut`, `notEnrolled`.
     case verify = 0x02
@@ -46,6 +47,8 @@ public enum Status: UInt8 {
     case accepted = 0x01
     case enrolled = 0x02
     case notEnrolled = 0x03
+    /// check: the login policy exempts this login from the code (a network or group exemption).
+    case exempt = 0x04
     case wrongCode = 0x10
     case codeReused = 0x11
     case lockedOut = 0x12
@@ -109,6 +112,13 @@ public enum FieldTag: UInt8 {
     case lastStep = 0x2A            // i64 highest TOTP step already used (codes up to it are replays)
     case replace = 0x2B             // u8 bool: replace an existing enrollment
     case importedCodes = 0x2C       // u8 bool: the recoveryCode fields are the account's codes (none generated)
+    // Login policy (check answers).
+    case rule = 0x50                // text: the policy rule that decided (docs/PROTOCOL.md)
+    case ruleDetail = 0x51          // text: the network or group that matched
+    case required = 0x52            // u8 bool: an unenrolled account must not log in
+    case phase = 0x53               // u8 (check request): 0 auth, 1 account management, 2 credentials
+    case qrText = 0x54              // enrollBegin: present (empty) in the request asks for the otpauth URI
+                                    // drawn as a QR code in Unicode half blocks, the answer's text
 }
 
 public enum VerificationMethod: UInt8 {

@@ -115,7 +115,7 @@ struct CLIError: Error, CustomStringConvertible {
             return CLIError(.failure, "the two-factor daemon had an internal error; nothing was changed" + detail)
         case .busy:
             return CLIError(.failure, "the two-factor daemon is busy; try again in a moment")
-        case .ok, .accepted, .enrolled:
+        case .ok, .accepted, .enrolled, .exempt:
             return CLIError(.failure, "unexpected answer from the two-factor daemon: \(status)")
         }
     }

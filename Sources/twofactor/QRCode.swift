@@ -1,46 +1,18 @@
-// QR codes: libqrencode builds the symbol; this file draws it in a terminal.
+// QR codes in a terminal: the symbol and its plain drawings are TwoFactorCore's (QRCode.swift);
+// this file chooses the style and the colours.
 #if canImport(Glibc)
 import Glibc
 #endif
-import CQREncode
+import TwoFactorCore
 
-/// A QR symbol as a square of modules (true = dark), without the quiet zone.
-struct QRMatrix {
-    let size: Int
-    private let modules: [Bool]
-
-    /// The quiet zone the QR specification asks for around the symbol, in modules.
-    static let quietZone = 4
-
-    init(size: Int, modules: [Bool]) {
-        precondition(modules.count == size * size)
-        self.size = size
-        self.modules = modules
-    }
-
-    /// Encodes `text` in byte mode with error correction level M (the usual level for otpauth URIs).
+extension QRMatrix {
+    /// Encodes `text` (TwoFactorCore's QRMatrix) or says why not.
     init(encoding text: String) throws(CLIError) {
-        guard let symbol = QRcode_encodeString(text, 0, QR_ECLEVEL_M, QR_MODE_8, 1) else {
+        guard let matrix = QRMatrix(qrEncoding: text) else {
             throw CLIError(.failure, "could not build the QR code: \(String(cString: strerror(errno)))")
         }
-        defer { QRcode_free(symbol) }
-        let width = Int(symbol.pointee.width)
-        var modules = [Bool](repeating: false, count: width * width)
-        for index in 0..<(width * width) {
-            // Bit 0 of each byte is the module's colour; the other bits describe its role.
-            modules[index] = symbol.pointee.data[index] & 1 == 1
-        }
-        self.init(size: width, modules: modules)
+        self = matrix
     }
-
-    /// Dark or light at (x, y); coordinates outside the symbol (the quiet zone) are light.
-    func isDark(_ x: Int, _ y: Int) -> Bool {
-        guard x >= 0, y >= 0, x < size, y < size else { return false }
-        return modules[y * size + x]
-    }
-
-    /// Side of the symbol with its quiet zone, in modules.
-    var sizeWithQuietZone: Int { size + 2 * QRMatrix.quietZone }
 }
 
 enum QRTerminalStyle: String, CaseIterable {
@@ -62,37 +34,11 @@ enum QRTerminalRenderer {
     /// set (a colour terminal), every line is painted black on white so the code reads the same
     /// on dark and light terminal themes; without colours it relies on a light background.
     static func render(_ matrix: QRMatrix, style: QRTerminalStyle, colors: Bool) -> String {
-        let quiet = QRMatrix.quietZone
-        let range = -quiet..<(matrix.size + quiet)
-        var lines: [String] = []
+        let lines: [String]
         switch style {
-        case .unicode:
-            // Two module rows per text line: upper half ▀, lower half ▄, both █, neither space.
-            var y = -quiet
-            while y < matrix.size + quiet {
-                var line = ""
-                for x in range {
-                    let top = matrix.isDark(x, y)
-                    let bottom = y + 1 < matrix.size + quiet && matrix.isDark(x, y + 1)
-                    switch (top, bottom) {
-                    case (true, true): line += "█"
-                    case (true, false): line += "▀"
-                    case (false, true): line += "▄"
-                    case (false, false): line += " "
-                    }
-                }
-                lines.append(line)
-                y += 2
-            }
-        case .ascii:
-            // Two characters per module keep it roughly square in a terminal cell grid.
-            for y in range {
-                var line = ""
-                for x in range { line += matrix.isDark(x, y) ? "##" : "  " }
-                lines.append(line)
-            }
-        case .auto, .none:
-            return ""
+        case .unicode: lines = matrix.halfBlockLines()
+        case .ascii: lines = matrix.asciiLines()
+        case .auto, .none: return ""
         }
         if colors {
             // Black on bright white; reset at the end of each line so a resize or scroll does

@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import TwoFactorCore
 
 enum QRImageFormat: String, CaseIterable {
     case png, svg

@@ -9,9 +9,14 @@ final class RequestEncodingTests: XCTestCase {
         return try Array(text.utf8).withUnsafeBufferPointer { try body($0) }
     }
 
-    private func check(user: String) throws -> [UInt8] {
+    private func check(user: String, context: String? = nil, phase: CheckPhase = .authentication) throws -> [UInt8] {
         var request = SecretBytes(capacity: Requests.checkCapacity)
-        try withBytes(user) { (user) throws in try Requests.check(user: user!, into: &request) }
+        try withBytes(user) { (user) throws in
+            try withBytes(context) { (context) throws in
+                try Requests.check(user: user!, service: context, remoteHost: context, tty: context, phase: phase,
+                                   into: &request)
+            }
+        }
         XCTAssertEqual(request.bytes.baseAddress, UnsafePointer(request.base), "written in place")
         return Array(request.bytes)
     }
@@ -62,13 +67,29 @@ final class RequestEncodingTests: XCTestCase {
         let user = String(repeating: "u", count: Product.maxUserNameLength)
         let code = String(repeating: "1", count: CodeShape.maxLength)
         let context = String(repeating: "c", count: Requests.maxContextLength)
-        XCTAssertEqual(try check(user: user).count, Requests.checkCapacity)
+        XCTAssertEqual(try check(user: user, context: context, phase: .credentials).count, Requests.checkCapacity)
         XCTAssertEqual(try verify(user: user, code: code, service: context, remoteHost: context, tty: context).count,
                        Requests.verifyCapacity)
         XCTAssertLessThanOrEqual(Requests.verifyCapacity - WireProtocol.headerLength, WireProtocol.maxRequestLength)
         XCTAssertThrowsError(try check(user: user + "u")) { XCTAssertEqual($0 as? WireError, .bufferTooSmall) }
+        XCTAssertThrowsError(try check(user: user + "u", context: context, phase: .credentials)) {
+            XCTAssertEqual($0 as? WireError, .bufferTooSmall)
+        }
         XCTAssertThrowsError(try verify(user: user, code: code + "1", service: context, remoteHost: context, tty: context)) {
             XCTAssertEqual($0 as? WireError, .bufferTooSmall)
         }
+    }
+
+    /// check carries the login's context (the daemon matches the remote host against
+    /// exempt_networks), left out like verify's when it is not sendable.
+    func testCheckCarriesTheSendableContext() throws {
+        let frame = try check(user: "bob", context: "192.0.2.7")
+        let message = try WireMessage.decode(payload: Array(frame[WireProtocol.headerLength...]))
+        XCTAssertEqual(message.operation, .check)
+        XCTAssertEqual(message.string(.remoteHost), "192.0.2.7")
+        XCTAssertEqual(message.string(.service), "192.0.2.7")
+        XCTAssertEqual(try check(user: "bob", context: "bad\u{7}host"), try check(user: "bob"))
+        let counted = try check(user: "bob", phase: .credentials)
+        XCTAssertEqual(try WireMessage.decode(payload: Array(counted[WireProtocol.headerLength...])).uint8(.phase), 2)
     }
 }

@@ -232,7 +232,7 @@ class ThrowawaySshd(ssh_kit.ThrowawaySshd):
 class SudoGrant:
     """/etc/sudoers.d/<unique>: USER may run anything, authenticated by its own PAM service."""
 
-    def __init__(self, user, module_options=(), extra_defaults=()):
+    def __init__(self, user, module_options=(), extra_defaults=(), lines=None):
         self.user = user
         self.extra_defaults = list(extra_defaults)
         self.name = _new_name()  # no dot: sudo's includedir skips names with one
@@ -240,7 +240,8 @@ class SudoGrant:
         self.pam = None
         helpers.register_cleanup(("sudoers", self.name), self.remove)
         try:
-            self.pam = helpers.PamService(self.name, ssh_kit.pam_lines(module_options))
+            # `lines`: a whole PAM stack of the caller's instead of the password-then-code one.
+            self.pam = helpers.PamService(self.name, lines or ssh_kit.pam_lines(module_options))
             self._install()
         except BaseException:
             self.remove()

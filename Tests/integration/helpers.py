@@ -498,12 +498,14 @@ class PamService:
         done_cleanup(("pam", self.name))
 
 
-def pamtester(service, user, answers, operation="authenticate", timeout=30, env=None, wrapper=()):
+def pamtester(service, user, answers, operation="authenticate", timeout=30, env=None, wrapper=(),
+              items=None):
     """Runs pamtester (under `wrapper`, a command prefix, if given); `answers` are the
-    conversation replies, one per line on stdin. Returns the CompletedProcess (pamtester exits 0
-    on success)."""
+    conversation replies, one per line on stdin; `items` PAM items to set ({"rhost": "192.0.2.7"}).
+    Returns the CompletedProcess (pamtester exits 0 on success)."""
     text = "".join(a + "\n" for a in answers)
-    return subprocess.run([*wrapper, "pamtester", "-v", service, user, operation], input=text.encode(),
+    options = [f"-I{key}={value}" for key, value in (items or {}).items()]
+    return subprocess.run([*wrapper, "pamtester", "-v", *options, service, user, operation], input=text.encode(),
                           capture_output=True, timeout=timeout, env=env)
 
 

@@ -198,8 +198,11 @@ def answer_for(prompt, password, code):
     return ""
 
 
-def paramiko_login(port, user, password, code=None, command="id -un", timeout=20):
-    """keyboard-interactive with paramiko, then runs `command` if authenticated."""
+def paramiko_login(port, user, password, code=None, command="id -un", timeout=20, source=None,
+                   answer=None):
+    """keyboard-interactive with paramiko, then runs `command` if authenticated. `source`: the
+    local address to connect from (127.0.0.2 ... are loopback too); `answer(prompt)` overrides
+    answer_for (return None to fall back to it)."""
     with warnings.catch_warnings():  # Debian's paramiko pulls in invoke, which imports `imp`
         warnings.simplefilter("ignore", DeprecationWarning)
         import paramiko  # apt's python3-paramiko, importable under /usr/bin/python3
@@ -213,10 +216,16 @@ def paramiko_login(port, user, password, code=None, command="id -un", timeout=20
         answers = []
         for text, _echo in prompt_list:
             prompts.append(text)
-            answers.append(answer_for(text, password, code))
+            given = answer(text) if answer else None
+            answers.append(given if given is not None else answer_for(text, password, code))
         return answers
 
-    transport = paramiko.Transport(("127.0.0.1", port))
+    if source is None:
+        transport = paramiko.Transport(("127.0.0.1", port))
+    else:
+        import socket
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+        transport = paramiko.Transport(sock)
     try:
         transport.start_client(timeout=timeout)
         try:
@@ -254,7 +263,8 @@ class OpenSshClient:
             f.write(ASKPASS_SCRIPT)
         os.chmod(self.askpass, 0o700)
 
-    def login(self, port, user, password, code=None, command="id -un", timeout=30, log_level="INFO"):
+    def login(self, port, user, password, code=None, command="id -un", timeout=30, log_level="INFO",
+              source=None):
         prompt_log = os.path.join(self.dir, f"prompts-{secrets.token_hex(4)}")
         open(prompt_log, "w").close()
         env = {
@@ -274,6 +284,7 @@ class OpenSshClient:
                 # One keyboard-interactive round: a failed code is one failure, not three.
                 "-o", "NumberOfPasswordPrompts=1",
                 "-o", "ConnectTimeout=10", "-o", f"LogLevel={log_level}",
+                *(["-b", source] if source else []),
                 f"{user}@127.0.0.1", command]
         try:
             done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,

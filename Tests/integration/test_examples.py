@@ -35,6 +35,8 @@ STACKS = {
     # password prompt (common-auth), then the code prompt
     "sshd-twofactor.example": Stack(lambda pw, code: [pw, code], unenrolled="password"),
     "sudo-twofactor.example": Stack(lambda pw, code: [pw, code], unenrolled="password"),
+    # the same with enrollment at login (only when the daemon's policy requires it)
+    "sshd-enroll-at-login.example": Stack(lambda pw, code: [pw, code], unenrolled="password"),
     # one prompt, password immediately followed by the code (forward_pass)
     "sshd-one-prompt.example": Stack(lambda pw, code: [pw + code], unenrolled="password"),
     # sshd checked the key already; the stack asks only for the code

@@ -19,7 +19,7 @@ OP = {
     "clockStatus": 0x30, "adminEnroll": 0x23,
 }
 STATUS = {
-    0x00: "ok", 0x01: "accepted", 0x02: "enrolled", 0x03: "notEnrolled",
+    0x00: "ok", 0x01: "accepted", 0x02: "enrolled", 0x03: "notEnrolled", 0x04: "exempt",
     0x10: "wrongCode", 0x11: "codeReused", 0x12: "lockedOut", 0x13: "alreadyEnrolled",
     0x14: "noPendingEnrollment", 0x15: "codeRequired",
     0x20: "permissionDenied", 0x21: "badRequest", 0x22: "unsupportedVersion",
@@ -44,6 +44,8 @@ TAG = {
     "clockFalseticker": (0x4A, "text"), "clockCorrectionMicros": (0x4B, "i64"),
     "otpKind": (0x27, "text"), "counter": (0x28, "u64"), "window": (0x29, "u32"),
     "lastStep": (0x2A, "i64"), "replace": (0x2B, "bool"), "importedCodes": (0x2C, "bool"),
+    "rule": (0x50, "text"), "ruleDetail": (0x51, "text"), "required": (0x52, "bool"),
+    "phase": (0x53, "u8"), "qrText": (0x54, "text"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}

@@ -5,6 +5,7 @@
 #define TWOFACTOR_PAM_SHIM_H
 
 #define PAM_SM_AUTH
+#define PAM_SM_ACCOUNT
 #include <security/pam_appl.h>
 #include <security/pam_modules.h>
 #include <security/pam_ext.h>

@@ -54,12 +54,15 @@ public struct AccountRecord: Sendable, Equatable {
     /// Steps accepted either side of now (TOTP) or counters looked ahead (HOTP) for this account
     /// instead of the configured ones: set by an import that carried its own window (schema v2).
     public var window: Int?
+    /// Logins without 2FA under enforcement (enforce_grace_logins), counted once they succeeded.
+    public var graceLoginsUsed: Int
 
     public init(name: String) {
         self.name = name
         failures = 0
         lockouts = 0
         driftSteps = 0
+        graceLoginsUsed = 0
     }
 }
 

@@ -101,6 +101,10 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
                 ALTER TABLE account ADD COLUMN account_window INTEGER;
                 """)
         }
+        // Enforcement's grace logins (enforce_grace_logins), per account, enrolled or not.
+        migrator.registerMigration("v3: grace logins") { db in
+            try db.execute(sql: "ALTER TABLE account ADD COLUMN grace_logins_used INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 
@@ -303,8 +307,8 @@ struct SQLiteTransaction: AccountTransaction {
             INSERT INTO account (name, secret, algorithm, digits, period, enrolled_at,
                 pending_secret, pending_algorithm, pending_digits, pending_period, pending_since,
                 last_step, last_used_at, failures, locked_until, lockouts, drift_steps,
-                kind, pending_kind, hotp_counter, hotp_resync_counter, account_window)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                kind, pending_kind, hotp_counter, hotp_resync_counter, account_window, grace_logins_used)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (name) DO UPDATE SET secret = excluded.secret, algorithm = excluded.algorithm,
                 digits = excluded.digits, period = excluded.period, enrolled_at = excluded.enrolled_at,
                 pending_secret = excluded.pending_secret, pending_algorithm = excluded.pending_algorithm,
@@ -314,14 +318,14 @@ struct SQLiteTransaction: AccountTransaction {
                 locked_until = excluded.locked_until, lockouts = excluded.lockouts,
                 drift_steps = excluded.drift_steps, kind = excluded.kind, pending_kind = excluded.pending_kind,
                 hotp_counter = excluded.hotp_counter, hotp_resync_counter = excluded.hotp_resync_counter,
-                account_window = excluded.account_window
+                account_window = excluded.account_window, grace_logins_used = excluded.grace_logins_used
             """).execute(arguments: [
                 account.name, e.map { Data($0.sealedSecret) }, e?.algorithm, e?.digits, e?.period, e?.createdAt,
                 p.map { Data($0.sealedSecret) }, p?.algorithm, p?.digits, p?.period, p?.createdAt,
                 account.lastStep, account.lastUsedAt, account.failures, account.lockedUntil,
                 account.lockouts, account.driftSteps,
                 e?.kind ?? OTPKind.totp.rawValue, p?.kind ?? OTPKind.totp.rawValue,
-                account.hotpCounter, account.hotpResyncCounter, account.window,
+                account.hotpCounter, account.hotpResyncCounter, account.window, account.graceLoginsUsed,
             ])
     }
 
@@ -359,7 +363,7 @@ struct SQLiteTransaction: AccountTransaction {
     static let columns = """
         name, secret, algorithm, digits, period, enrolled_at, pending_secret, pending_algorithm, \
         pending_digits, pending_period, pending_since, last_step, last_used_at, failures, locked_until, \
-        lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window
+        lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window, grace_logins_used
         """
 
     private static func record(_ row: Row) -> AccountRecord {
@@ -383,6 +387,7 @@ struct SQLiteTransaction: AccountTransaction {
         record.hotpCounter = row[19]
         record.hotpResyncCounter = row[20]
         record.window = row[21]
+        record.graceLoginsUsed = row[22]
         return record
     }
 }
