@@ -183,10 +183,11 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
             condition.lock()
             while queue.isEmpty && !closing { condition.wait() }
             if queue.isEmpty && closing {
+                // Closed before close() may shut the event loops down.
+                writer.close()
                 writerFinished = true
                 condition.broadcast()
                 condition.unlock()
-                writer.close()
                 return
             }
             let batch = queue
@@ -410,7 +411,13 @@ final class PostgresSession: @unchecked Sendable {
         do { try execute("ROLLBACK", deadline: max(soon, .now() + .milliseconds(200))) } catch { drop() }
     }
 
-    func close() { drop() }
+    /// Closes the connection and waits until it is closed (never call it on an event loop).
+    func close() {
+        guard let connection else { return }
+        self.connection = nil
+        let closed: EventLoopFuture<Void> = connection.close()
+        _ = try? closed.wait()
+    }
 
     private func drop() {
         if let connection { Self.closeSoon(connection) }
@@ -423,38 +430,48 @@ final class PostgresSession: @unchecked Sendable {
         guard NIODeadline.now() >= nextAttempt else {
             throw PostgresFailure(message: "the database is unreachable (next connection attempt in \(max(0, (nextAttempt - .now()).nanoseconds / 1_000_000)) ms)")
         }
+        var opened: PostgresConnection?
         do {
             connectionCount += 1
             let future = PostgresConnection.connect(on: group.next(), configuration: configuration, id: connectionCount, logger: logger)
-            let opened = try Self.wait(future, until: deadline) { late in late.whenSuccess { Self.closeSoon($0) } }
-            // A lock wait or a slow server must not hold a unit past its deadline, and a daemon
-            // that hangs mid-transaction must not hold its row locks for long.
-            let milliseconds = Int64(timeout * 1000)
-            for setting in ["statement_timeout = \(milliseconds)", "idle_in_transaction_session_timeout = \(milliseconds * 5)",
-                            "application_name = 'twofactord'"] {
-                _ = try Self.wait(opened.query(PostgresQuery(unsafeSQL: "SET \(setting)"), logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
-            }
-            // Without synchronous_commit the server may answer COMMIT before the commit is on
-            // disk, and a crash would make a spent code usable again. Other values (on,
-            // remote_write, remote_apply) are the administrator's choice (docs/POSTGRESQL.md).
-            let rows = try Self.wait(opened.query("SHOW synchronous_commit", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
-            if try rows.rows.first?.makeRandomAccess()[0].decode(String.self) == "off" {
-                _ = try Self.wait(opened.query("SET synchronous_commit = on", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
-            }
-            connection = opened
+            let connection = try Self.wait(future, until: deadline) { late in late.whenSuccess { Self.closeSoon($0) } }
+            opened = connection
+            try prepare(connection, deadline: deadline)
+            self.connection = connection
             backoff = Self.firstBackoff
             nextAttempt = .uptimeNanoseconds(0)
-            return opened
+            return connection
         } catch {
+            if let opened { Self.closeSoon(opened) }
             nextAttempt = .now() + backoff
             backoff = min(backoff * 2, Self.maximumBackoff)
             throw PostgresFailure(error)
         }
     }
 
+    /// The session settings every connection gets before its first unit of work.
+    private func prepare(_ opened: PostgresConnection, deadline: NIODeadline) throws {
+        // A lock wait or a slow server must not hold a unit past its deadline, and a daemon
+        // that hangs mid-transaction must not hold its row locks for long.
+        let milliseconds = Int64(timeout * 1000)
+        for setting in ["statement_timeout = \(milliseconds)", "idle_in_transaction_session_timeout = \(milliseconds * 5)",
+                        "application_name = 'twofactord'"] {
+            _ = try Self.wait(opened.query(PostgresQuery(unsafeSQL: "SET \(setting)"), logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
+        }
+        // Without synchronous_commit the server may answer COMMIT before the commit is on
+        // disk, and a crash would make a spent code usable again. Other values (on,
+        // remote_write, remote_apply) are the administrator's choice (docs/POSTGRESQL.md).
+        let rows = try Self.wait(opened.query("SHOW synchronous_commit", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
+        if try rows.rows.first?.makeRandomAccess()[0].decode(String.self) == "off" {
+            _ = try Self.wait(opened.query("SET synchronous_commit = on", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
+        }
+    }
+
     /// Starts closing `connection` (the server then rolls back whatever it had open).
     static func closeSoon(_ connection: PostgresConnection) {
-        let _: EventLoopFuture<Void> = connection.close()
+        let closed: EventLoopFuture<Void> = connection.close()
+        // Hold the connection until it is closed: PostgresNIO must never free an open one.
+        closed.whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 
     /// Waits for `future` until `deadline`; past it, fails and calls `expired` with the future
