@@ -199,6 +199,22 @@ final class PostgresStoreAndRulesTests: StoreAndRulesTests {
         XCTAssertEqual(try write(on: stores[5]) { try $0.allAccounts().map(\.name) }, ["x"])
     }
 
+    func testHealthAndReconnectAfterTheServerEndsTheSession() throws {
+        let store = try XCTUnwrap(store as? PostgresAccountStore)
+        try write { try $0.save(AccountRecord(name: "h")) }
+        let before = store.health
+        XCTAssertTrue(before.connected)
+        XCTAssertGreaterThanOrEqual(before.connections, 1)
+        // The server ends the writer's idle session: the next unit opens a new one by itself.
+        try PostgresAccountStore.runStatements(database!.admin, [
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database!.settings.database)' AND application_name = 'twofactord'",
+        ])
+        usleep(300_000)
+        XCTAssertEqual(try write { try $0.account(named: "h")?.name }, "h")
+        XCTAssertTrue(store.health.connected)
+        XCTAssertEqual(store.health.connections, before.connections + 1)
+    }
+
     func testUnreachableServerFailsWithinTheTimeout() throws {
         var settings = database!.settings
         settings.host = "127.0.0.1"

@@ -65,6 +65,9 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
         thread.start()
     }
 
+    /// The writer connection's state, for `twofactor admin health` and the like.
+    public var health: PostgresStoreHealth { writer.health }
+
     public var statistics: GroupCommitStatistics {
         condition.lock(); defer { condition.unlock() }
         return stats
@@ -328,6 +331,19 @@ enum PostgresSchema {
 
 // MARK: One connection, used from one thread at a time
 
+/// What a store's connection last saw: connected or not, since when, and the last failure
+/// (SQLSTATE and the server's message, or the connection error; never a password).
+public struct PostgresStoreHealth: Sendable, Equatable {
+    public var connected: Bool
+    /// Unix seconds of the last successful connect, if any.
+    public var connectedAt: Int64?
+    /// Unix seconds of the last failure, and what it was.
+    public var failedAt: Int64?
+    public var lastFailure: String?
+    /// Connections opened so far (1 plus the reconnects).
+    public var connections: Int
+}
+
 /// What went wrong with a statement, described without anything the client sent (PSQLError's
 /// own description hides everything; this keeps the server's SQLSTATE and message).
 struct PostgresFailure: Error, CustomStringConvertible {
@@ -373,6 +389,29 @@ final class PostgresSession: @unchecked Sendable {
     private var nextAttempt = NIODeadline.uptimeNanoseconds(0)
     private var backoff = PostgresSession.firstBackoff
     private var connectionCount = 0
+    /// Read from other threads (health); written by the session's own thread.
+    private let healthLock = NSLock()
+    private var status = PostgresStoreHealth(connected: false, connections: 0)
+
+    /// As of the last statement: a connection the server dropped while idle shows at next use.
+    var health: PostgresStoreHealth {
+        healthLock.lock(); defer { healthLock.unlock() }
+        return status
+    }
+
+    private func record(connected: Bool, failure: PostgresFailure? = nil) {
+        let now = Int64(Date().timeIntervalSince1970)
+        healthLock.lock(); defer { healthLock.unlock() }
+        status.connected = connected
+        if connected {
+            status.connectedAt = now
+            status.connections += 1
+        }
+        if let failure {
+            status.failedAt = now
+            status.lastFailure = failure.message
+        }
+    }
 
     static let firstBackoff = TimeAmount.milliseconds(100)
     static let maximumBackoff = TimeAmount.seconds(5)
@@ -399,7 +438,10 @@ final class PostgresSession: @unchecked Sendable {
             return try Self.wait(connection.query(query, logger: logger), until: deadline) { _ in Self.closeSoon(connection) }
         } catch {
             let failure = PostgresFailure(error)
-            if !failure.isServerError { drop() }
+            if !failure.isServerError {
+                drop()
+                record(connected: false, failure: failure)
+            }
             throw failure
         }
     }
@@ -438,6 +480,7 @@ final class PostgresSession: @unchecked Sendable {
             opened = connection
             try prepare(connection, deadline: deadline)
             self.connection = connection
+            record(connected: true)
             backoff = Self.firstBackoff
             nextAttempt = .uptimeNanoseconds(0)
             return connection
@@ -445,7 +488,9 @@ final class PostgresSession: @unchecked Sendable {
             if let opened { Self.closeSoon(opened) }
             nextAttempt = .now() + backoff
             backoff = min(backoff * 2, Self.maximumBackoff)
-            throw PostgresFailure(error)
+            let failure = PostgresFailure(error)
+            record(connected: false, failure: failure)
+            throw failure
         }
     }
 
