@@ -145,6 +145,43 @@ def test_database_stopped_mid_run_refuses_in_time_and_service_returns(pg_cluster
     assert d.request("verify", {"user": user, "code": code}).status == "codeReused"
 
 
+def test_hung_database_is_answered_within_the_timeout(pg_cluster, pg_daemons):  # noqa: F811
+    """A server that accepts nothing and answers nothing (SIGSTOP): every request, even one that
+    queued behind another's wait, is refused within the module's timeout; none is accepted."""
+    db = pg_cluster.create_database()
+    d = pg_daemons(db, window=2)  # the default postgres_timeout, 2 s: twice it would be too late
+    user = unique_name("tfpg")
+    e = d.enroll(user)
+    code = e.code(1)
+    answers = []
+
+    def verify():
+        started = time.monotonic()
+        status = d.request("verify", {"user": user, "code": code}, timeout=30).status
+        answers.append((status, time.monotonic() - started))
+
+    pg_cluster.pause()
+    try:
+        threads = []
+        for _ in range(6):
+            threads.append(threading.Thread(target=verify))
+            threads[-1].start()
+            time.sleep(0.3)  # arriving while the earlier ones wait
+        for t in threads:
+            t.join(60)
+    finally:
+        pg_cluster.resume()
+    assert [status for status, _ in answers] == ["internalError"] * 6, answers
+    assert max(elapsed for _, elapsed in answers) < MODULE_TIMEOUT, answers
+    deadline = time.monotonic() + 30
+    while True:
+        answer = d.request("verify", {"user": user, "code": code}, timeout=30)
+        if answer.status != "internalError" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer.status == "accepted", answer
+
+
 def test_backends_killed_mid_transaction_never_double_accept(pg_cluster, pg_daemons):  # noqa: F811
     db = pg_cluster.create_database()
     first, second = pg_daemons(db), pg_daemons(db)
@@ -162,7 +199,8 @@ def test_backends_killed_mid_transaction_never_double_accept(pg_cluster, pg_daem
     k = threading.Thread(target=killer)
     k.start()
     try:
-        results = {u: race([first, second], u, enrollments[u].code(1), 20) for u in users}
+        codes = {u: enrollments[u].code(1) for u in users}  # fixed now: a step may pass meanwhile
+        results = {u: race([first, second], u, codes[u], 20) for u in users}
     finally:
         stop.set()
         k.join(30)
@@ -180,9 +218,8 @@ def test_backends_killed_mid_transaction_never_double_accept(pg_cluster, pg_daem
     # its replays earned).
     for user, statuses in results.items():
         if "accepted" in statuses:
-            code = enrollments[user].code(1)
             for d in (first, second):
-                assert d.request("verify", {"user": user, "code": code}).status in ("codeReused", "lockedOut")
+                assert d.request("verify", {"user": user, "code": codes[user]}).status in ("codeReused", "lockedOut")
 
 
 # ---- TLS and secrets -----------------------------------------------------------------------

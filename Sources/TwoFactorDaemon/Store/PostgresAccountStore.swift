@@ -9,10 +9,12 @@
 //    back to its savepoint; a serialization failure or deadlock with another daemon's batch rolls
 //    the whole transaction back and runs the batch again; anything else that breaks the
 //    transaction (connection lost, timeout, failed COMMIT) fails every unit of the batch;
-//  - every unit of work has a deadline (postgres_timeout): past it the connection is closed,
-//    which makes the server roll the transaction back, and the units fail (the daemon answers
-//    internalError, which the PAM module treats as "daemon unavailable"). A lost connection is
-//    re-opened on demand, at most once per backoff interval (doubling to 5 s while it fails).
+//  - every unit of work has a deadline, postgres_timeout after it was queued; a batch runs until
+//    the earliest deadline of its units, and a unit still queued at its deadline is refused
+//    unrun. Past the deadline the connection is closed, which makes the server roll the
+//    transaction back, and the units fail (the daemon answers internalError, which the PAM
+//    module treats as "daemon unavailable"). A lost connection is re-opened on demand, at most
+//    once per backoff interval (doubling to 5 s while it fails).
 import Foundation
 import Logging
 import NIOCore
@@ -31,7 +33,8 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
 
     // Writer state, guarded by `condition`.
     private let condition = NSCondition()
-    private var queue: [PendingUnit] = []
+    /// Each unit with its deadline: postgres_timeout from when it was queued.
+    private var queue: [(unit: PendingUnit, deadline: NIODeadline)] = []
     private var closing = false
     private var writerFinished = false
     private var closed = false
@@ -134,7 +137,7 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
             completion(.failure(StoreError("the store is closed")))
             return
         }
-        queue.append(pending)
+        queue.append((pending, .now() + .milliseconds(Int64(settings.timeout * 1000))))
         condition.signal()
         condition.unlock()
     }
@@ -193,24 +196,33 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let batch = queue
+            // A unit that already waited its whole timeout behind a slow batch is refused at once,
+            // so every answer leaves within postgres_timeout of the request.
+            let now = NIODeadline.now()
+            let expired = queue.filter { $0.deadline <= now }.map(\.unit)
+            let live = queue.filter { $0.deadline > now }
             queue.removeAll(keepingCapacity: true)
+            let batch = live.map(\.unit)
+            let deadline = live.map(\.deadline).min() ?? now
             let failCommit = failingCommitsForTesting > 0
             if failCommit { failingCommitsForTesting -= 1 }
             condition.unlock()
 
-            let committed = runBatch(batch, failCommit: failCommit)
+            let committed = !batch.isEmpty && runBatch(batch, failCommit: failCommit, deadline: deadline)
 
             condition.lock()
-            stats.transactions += 1
-            stats.units += batch.count
-            stats.largestBatch = max(stats.largestBatch, batch.count)
-            if !committed { stats.failedTransactions += 1 }
+            stats.units += batch.count + expired.count
+            if !batch.isEmpty {
+                stats.transactions += 1
+                stats.largestBatch = max(stats.largestBatch, batch.count)
+                if !committed { stats.failedTransactions += 1 }
+            }
             condition.unlock()
             // Answer only now: every result below is committed (or reported as a failure).
             deliveries.enter()
             deliveryQueue.async { [deliveries] in
                 for unit in batch { unit.deliver(committed: committed) }
+                for unit in expired { unit.deliver(committed: false) }
                 deliveries.leave()
             }
         }
@@ -221,8 +233,7 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
     /// a code that may have been spent is then refused, never accepted twice. A conflict with
     /// another daemon's transaction (deadlock, serialization failure) rolls the whole transaction
     /// back, releasing every lock it held, and runs the batch again.
-    private func runBatch(_ batch: [PendingUnit], failCommit: Bool) -> Bool {
-        let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeout * 1000))
+    private func runBatch(_ batch: [PendingUnit], failCommit: Bool, deadline: NIODeadline) -> Bool {
         for _ in 0...Self.conflictRetries {
             do {
                 return try attempt(batch, failCommit: failCommit, deadline: deadline)
