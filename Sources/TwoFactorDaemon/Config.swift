@@ -47,10 +47,15 @@ public struct DaemonConfig: Sendable, Equatable {
     public var enforceGroups: [String] = []
     public var enforceFrom: Int64? = nil
     public var enforceGraceLogins = 0
+    public var store = StoreKind.sqlite
+    public var postgres = PostgresSettings()
 
     public init() {}
 
     public var databasePath: String { (stateDirectory as NSString).appendingPathComponent("twofactor.db") }
+
+    /// The store as the audit log and messages name it (never with a password).
+    public var storeName: String { store == .postgresql ? postgres.displayName : databasePath }
 
     public var clockConfiguration: ClockConfiguration {
         ClockConfiguration(servers: ntpServers, intervalSeconds: ntpInterval, timeoutSeconds: ntpTimeout,
@@ -134,6 +139,9 @@ public enum ConfigParser {
         }
         if config.enforce == .groups && config.enforceGroups.isEmpty {
             throw ConfigError(file: file, line: seen["enforce"], message: "enforce = groups needs enforce_groups")
+        }
+        if config.store == .postgresql, let problem = config.postgres.problem {
+            throw ConfigError(file: file, line: seen["store"], message: problem)
         }
         return config
     }

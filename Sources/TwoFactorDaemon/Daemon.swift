@@ -60,12 +60,21 @@ public final class Daemon: @unchecked Sendable {
             throw .configuration("key file \(error)")
         }
         let keys = DerivedKeys(master: master)
-        try prepareStateDirectory()
-        let store: SQLiteAccountStore
-        do {
-            store = try SQLiteAccountStore(path: config.databasePath)
-        } catch {
-            throw .failure("database: \(error)")
+        let store: any AccountStore
+        switch config.store {
+        case .sqlite:
+            try prepareStateDirectory()
+            do {
+                store = try SQLiteAccountStore(path: config.databasePath)
+            } catch {
+                throw .failure("database: \(error)")
+            }
+        case .postgresql:
+            do {
+                store = try PostgresAccountStore(settings: config.postgres)
+            } catch {
+                throw .failure("database \(config.storeName): \(error)")
+            }
         }
         let clock = ClockMonitor(configuration: config.clockConfiguration, logger: logger, audit: audit)
         clock.start()
@@ -96,7 +105,7 @@ public final class Daemon: @unchecked Sendable {
         }
 
         audit.start(version: Self.version, socket: socketFile?.path ?? "adopted:\(config.socket)",
-                    database: config.databasePath, pid: getpid())
+                    database: config.storeName, pid: getpid())
         Systemd.notify("READY=1\nSTATUS=Serving on \(socketFile?.path ?? "the socket from systemd")\nMAINPID=\(getpid())")
 
         try? server.closeFuture.wait()
