@@ -96,11 +96,27 @@ public struct ManagementOutcome<Value: Sendable>: Sendable {
 
 public struct AccountRules: Sendable {
     public let policy: AccountPolicy
-    let keys: DerivedKeys
+    let keySource: KeySource
+    var keys: DerivedKeys { keySource.current }
 
     public init(policy: AccountPolicy, keys: DerivedKeys) {
+        self.init(policy: policy, keySource: KeySource(fixed: keys))
+    }
+
+    public init(policy: AccountPolicy, keySource: KeySource) {
         self.policy = policy
-        self.keys = keys
+        self.keySource = keySource
+    }
+
+    /// Opens a sealed secret; if it does not open, re-reads a key file that changed (a rotation
+    /// on another node sealed it under a key this daemon has not read yet) and tries once more.
+    func openSecret(_ sealed: [UInt8], account: String) throws -> [UInt8] {
+        do {
+            return try keys.openSecret(sealed, account: account)
+        } catch {
+            guard keySource.refresh() else { throw error }
+            return try keys.openSecret(sealed, account: account)
+        }
     }
 
     // MARK: Verification
@@ -153,7 +169,7 @@ public struct AccountRules: Sendable {
     /// a copy (which would leave the secret in freed memory).
     private func matchCode(_ digits: String, sealed: [UInt8], account: String, parameters: OTPParameters,
                            at time: Int64, driftSteps: Int64) throws -> TOTPMatch? {
-        var secret = try keys.openSecret(sealed, account: account)
+        var secret = try openSecret(sealed, account: account)
         let found = Self.match(digits, secret: secret, parameters: parameters, at: time, window: policy.window,
                                driftSteps: driftSteps)
         ConstantTime.zero(&secret)
@@ -218,6 +234,8 @@ public struct AccountRules: Sendable {
         // RFC 4226 asks for at least 128 bits, RFC 6238 for a key as long as the hash output.
         let length = switch parameters.algorithm { case .sha1: 20; case .sha256: 32; case .sha512: 64 }
         var secret = SecureRandom.bytes(length)
+        // Seal under the newest key the file names, never one a rotation has retired meanwhile.
+        keySource.refresh()
         let sealed = try keys.sealSecret(secret, account: user)
         account.pending = EnrollmentRecord(sealedSecret: sealed, algorithm: parameters.algorithm.rawValue,
                                            digits: parameters.digits, period: parameters.period, createdAt: moment.now)

@@ -48,9 +48,14 @@ public enum AuditReason: String, Sendable, CaseIterable {
 public final class AuditLog: Sendable {
     public enum Sink: Sendable { case syslog, stderr }
     public let sink: Sink
+    /// ` node=NAME` (config `node_name`), appended to every line so one central log of a fleet shows
+    /// where each event happened; empty when no node name is given (unit tests).
+    private let nodeSuffix: String
     private let lock = NSLock()
 
-    public init(target: LogTarget, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(target: LogTarget, node: String? = nil,
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        nodeSuffix = node.map { " node=\(Self.value($0))" } ?? ""
         switch target {
         case .syslog: sink = .syslog
         case .stderr: sink = .stderr
@@ -61,6 +66,8 @@ public final class AuditLog: Sendable {
 
     /// Writes one line; `priority` is a syslog level (LOG_INFO, LOG_WARNING, LOG_ERR).
     public func write(_ line: String, priority: Int32 = LOG_INFO) {
+        // Last, so the fields before it (and fail2ban patterns on them) read as they always did.
+        let line = line + nodeSuffix
         switch sink {
         case .syslog:
             twofactor_syslog(LOG_AUTHPRIV | priority, line)

@@ -240,6 +240,10 @@ public enum ConfigKeys {
             Where audit lines go: syslog (facility authpriv), stderr, or auto (stderr when started by
             systemd with its journal on stderr, i.e. JOURNAL_STREAM is set, else syslog).
             """),
+        ConfigKey("node_name", nodeNameType, \.nodeName, example: "myhost", doc: """
+            This node's name, appended to every audit line as node=NAME (default: this host's name), so
+            that the central log of a fleet sharing one database shows where each login happened.
+            """),
     ]
 
     private static let byName = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -256,6 +260,16 @@ public enum ConfigKeys {
     static let groupName = ConfigType<String>(
         requirement: "a group name", allowed: "a group name",
         accept: { !$0.isEmpty && !$0.contains(where: \.isWhitespace) ? $0 : nil }, format: { $0 })
+
+    static let nodeNameType = ConfigType<String>(
+        requirement: "1 to 64 characters from A-Z a-z 0-9 . _ -", allowed: "1 to 64 of A-Z a-z 0-9 . _ -",
+        accept: { text in
+            let allowed = text.utf8.allSatisfy { byte in
+                (0x30...0x39).contains(byte) || (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte)
+                    || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }
+            return !text.isEmpty && text.utf8.count <= 64 && allowed ? text : nil
+        }, format: { $0 })
 
     static let issuerName = ConfigType<String>(
         requirement: "1 to 128 printable characters without ':'", allowed: "1 to 128 characters, no ':'",

@@ -35,6 +35,8 @@ public enum Operation: UInt8 {
     case resetAccount = 0x21
     case unlockAccount = 0x22
     case clockStatus = 0x30
+    /// The store's state (kind, reachable, last error), this node's name and the clock verdict.
+    case health = 0x31
 }
 
 /// How a request went.
@@ -99,6 +101,15 @@ public enum FieldTag: UInt8 {
     case clockCompensation = 0x49   // u8 bool
     case clockFalseticker = 0x4A    // text, repeated: a server outvoted by the others
     case clockCorrectionMicros = 0x4B // i64 offset verification time is corrected by; absent: not corrected
+    // Health.
+    case storeKind = 0x50           // text: sqlite, postgresql
+    case storeLocation = 0x51       // text: the store's URL, never its password
+    case storeReachable = 0x52      // u8 bool: a read just now succeeded
+    case storeLatencyMicros = 0x53  // i64: how long that read took
+    case storeLastError = 0x54      // text: the last store failure the daemon saw
+    case storeLastErrorAt = 0x55    // u64 unix seconds
+    case storeErrors = 0x56         // u32: store failures since the daemon started
+    case nodeName = 0x57            // text: node_name
 }
 
 public enum VerificationMethod: UInt8 {

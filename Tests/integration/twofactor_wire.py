@@ -16,7 +16,7 @@ OP = {
     "enrollBegin": 0x10, "enrollConfirm": 0x11, "enrollCancel": 0x12,
     "regenerateRecoveryCodes": 0x13, "disable": 0x14, "status": 0x15,
     "listAccounts": 0x20, "resetAccount": 0x21, "unlockAccount": 0x22,
-    "clockStatus": 0x30,
+    "clockStatus": 0x30, "health": 0x31,
 }
 STATUS = {
     0x00: "ok", 0x01: "accepted", 0x02: "enrolled", 0x03: "notEnrolled",
@@ -42,6 +42,9 @@ TAG = {
     "kernelSynchronized": (0x46, "bool"), "kernelErrorMicros": (0x47, "i64"),
     "clockRemedy": (0x48, "text"), "clockCompensation": (0x49, "bool"),
     "clockFalseticker": (0x4A, "text"), "clockCorrectionMicros": (0x4B, "i64"),
+    "storeKind": (0x50, "text"), "storeLocation": (0x51, "text"), "storeReachable": (0x52, "bool"),
+    "storeLatencyMicros": (0x53, "i64"), "storeLastError": (0x54, "text"),
+    "storeLastErrorAt": (0x55, "u64"), "storeErrors": (0x56, "u32"), "nodeName": (0x57, "text"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}

@@ -22,11 +22,11 @@ struct Admin: ParsableCommand {
               sudo twofactor admin reset alice
               sudo twofactor admin clock
             """,
-        subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self]
+        subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self, AdminHealth.self]
     )
 
     func run() throws {
-        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock or clock (see 'twofactor admin --help')")
+        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock, clock or health (see 'twofactor admin --help')")
     }
 }
 
