@@ -8,7 +8,8 @@
                       leaves namespaces named after its pid, which the next Fleet() removes.
   Fleet.run(ns, argv)     a command inside a namespace (ip netns exec)
   Fleet.connect(ns, host, port)   a TCP socket made inside a namespace (for paramiko)
-  PostgresInNetns     a private PostgreSQL cluster (initdb, pg_ctl) listening in a namespace
+  Fleet.prefix(ns)    the command prefix for programs in a namespace: helpers.Daemon.start(wrapper=),
+                      ssh_kit.ThrowawaySshd(wrapper=), pg_kit.PostgresCluster(wrapper=)
 
 Unix sockets are files, so the test process talks to every node's twofactord directly; only TCP
 (sshd, PostgreSQL) lives in the namespaces.
@@ -17,10 +18,8 @@ import ctypes
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -158,64 +157,3 @@ class Fleet:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.1)
-
-
-PG_BIN = "/usr/lib/postgresql/15/bin"
-
-
-class PostgresInNetns:
-    """A private PostgreSQL cluster run by the postgres user inside `ns`, listening on `host`,
-    trusting password-less connections from `network` (a test cluster on a private bridge), with
-    a database `twofactor`. destroy() stops it and removes its directory."""
-
-    def __init__(self, fleet, ns, host, network):
-        self.fleet, self.ns, self.host, self.network = fleet, ns, host, network
-        self.port = 5432  # the namespace is ours: no other cluster listens there
-        self.dir = tempfile.mkdtemp(prefix="tfpg-", dir="/tmp")
-        os.chmod(self.dir, 0o755)
-        self.data = os.path.join(self.dir, "data")
-        self.log_path = os.path.join(self.dir, "postgres.log")
-        self.started = False
-
-    def _as_postgres(self, argv, check=True):
-        result = self.fleet.run(self.ns, ["runuser", "-u", "postgres", "--", *argv])
-        if check and result.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed: {result.stdout}{result.stderr}\n{helpers.read_text(self.log_path)}")
-        return result
-
-    def start(self):
-        helpers.register_cleanup(("pg", self.dir), self.destroy)
-        try:
-            shutil.chown(self.dir, "postgres", "postgres")
-            self._as_postgres([f"{PG_BIN}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync"])
-            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
-                f.write(f"host all all {self.network} trust\n")
-            self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log_path, "-w", "-t", "60",
-                               "-o", f"-c listen_addresses={self.host} -c port={self.port} "
-                                     f"-c unix_socket_directories={self.dir} -c max_connections=200",
-                               "start"])
-            self.started = True
-            self.psql("CREATE DATABASE twofactor")
-        except BaseException:
-            self.destroy()
-            raise
-        return self
-
-    def psql(self, sql, database="postgres"):
-        return self._as_postgres([f"{PG_BIN}/psql", "-h", self.dir, "-p", str(self.port), "-U", "postgres",
-                                  "-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]).stdout
-
-    def url(self, database="twofactor"):
-        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
-
-    def stop(self):
-        if self.started:
-            self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"], check=False)
-            self.started = False
-
-    def destroy(self):
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            helpers.done_cleanup(("pg", self.dir))
