@@ -149,8 +149,9 @@ struct MigrateStore: ParsableCommand {
             guard source != target else { throw StoreError("--from and --to name the same store") }
             let from = try source.open(mustExist: true)
             defer { from.close() }
-            let to = try target.open(mustExist: false)
-            defer { to.close() }
+            // A dry run does not create a SQLite file that is not there yet.
+            let to = dryRun && !target.exists ? nil : try target.open(mustExist: false)
+            defer { to?.close() }
             print("from \(source.description) to \(target.description)")
             _ = try StoreMigration.run(source: from, target: to, dryRun: dryRun, replace: replace) { print($0) }
         } catch {

@@ -155,7 +155,7 @@ def db_url(daemon):
 def populate(daemon):
     """Accounts in every state: logged in (last step), recovery code spent, locked out, pending."""
     users = {name: unique_name(f"tfm{name[0]}") for name in ("active", "recovered", "locked", "fresh")}
-    made = {name: daemon.enroll(user) for name, user in users.items() if name != "pending"}
+    made = {name: daemon.enroll(user) for name, user in users.items()}
     active, recovered, locked = made["active"], made["recovered"], made["locked"]
     last_code = active.codes.next_code()
     assert verify(daemon, active.user, last_code).status == "accepted"
@@ -181,7 +181,8 @@ def test_migrate_store_copies_every_account_and_its_state(daemon_factory):
         dry = twofactord("migrate-store", "--from", db_url(source), "--to", target_url, "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert "5 account(s): 4 enrolled, 1 pending, 1 locked out" in dry.stdout, dry.stdout
-        assert "dry run" in dry.stdout
+        assert "dry run" in dry.stdout and "target: does not exist yet" in dry.stdout, dry.stdout
+        assert not os.path.exists(target_url[len("sqlite://"):])  # a dry run creates nothing
 
         copied = twofactord("migrate-store", "--from", db_url(source), "--to", target_url)
         assert copied.returncode == 0, copied.stderr

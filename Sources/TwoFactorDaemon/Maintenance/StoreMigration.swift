@@ -46,16 +46,17 @@ public enum StoreMigration {
     }
 
     /// Copies `source` into `target`. A target that holds accounts is refused unless `replace`
-    /// (its accounts are then deleted in the same unit). `dryRun` reads both and changes nothing.
+    /// (its accounts are then deleted in the same unit). `dryRun` reads both and changes nothing;
+    /// a nil target is one that does not exist yet (a dry run does not create it).
     /// Returns what was (or would be) copied.
-    public static func run(source: any AccountStore, target: any AccountStore, dryRun: Bool, replace: Bool,
+    public static func run(source: any AccountStore, target: (any AccountStore)?, dryRun: Bool, replace: Bool,
                            now: Int64 = Int64(Date().timeIntervalSince1970),
                            say: (String) -> Void) throws(StoreError) -> Counts {
         let entries = try snapshot(source)
         let counts = Counts(entries, now: now)
-        let existing = try target.readAndWait { try $0.allAccounts().count }
+        let existing = try target?.readAndWait { try $0.allAccounts().count } ?? 0
         say("source: \(counts)")
-        say("target: \(existing) account(s)")
+        say(target == nil ? "target: does not exist yet" : "target: \(existing) account(s)")
         if existing > 0 && !replace {
             throw StoreError("the target holds \(existing) account(s); nothing was copied (--replace deletes them and copies)")
         }
@@ -63,6 +64,7 @@ public enum StoreMigration {
             say("dry run: nothing was written")
             return counts
         }
+        guard let target else { throw StoreError("no target store to copy to") }
         try target.writeAndWait { transaction in
             if replace {
                 for account in try transaction.allAccounts() { try transaction.deleteAccount(named: account.name) }

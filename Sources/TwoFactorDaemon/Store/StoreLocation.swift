@@ -43,6 +43,12 @@ public enum StoreLocation: Sendable, Equatable {
         }
     }
 
+    /// False only for a SQLite file that is not there (a PostgreSQL database is assumed to be).
+    public var exists: Bool {
+        guard case .sqlite(let path) = self else { return true }
+        return FileManager.default.fileExists(atPath: path)
+    }
+
     /// Opens the store. With `mustExist`, a SQLite file that is not there is an error rather than
     /// a new empty store (a mistyped migration source must not look like a store of no accounts).
     public func open(mustExist: Bool) throws(StoreError) -> any AccountStore {
