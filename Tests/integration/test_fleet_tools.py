@@ -11,7 +11,12 @@ import threading
 
 import pytest
 
-from helpers import TWOFACTORD, TWOFACTOR_CLI, CLI_ENV, Daemon, unique_name
+from helpers import TWOFACTORD, TWOFACTOR_CLI, CLI_ENV, Codes, Daemon, unique_name
+
+try:
+    import pg_kit  # the PostgreSQL store's kit
+except ImportError:
+    pg_kit = None
 
 
 def twofactord(*args, timeout=120):
@@ -107,7 +112,6 @@ def test_rotate_key_reseals_while_the_daemon_answers(daemon):
     for e in enrolled:
         assert verify(daemon, e.user, e.codes.next_code()).status == "accepted", e.user
     assert verify(daemon, enrolled[0].user, enrolled[0].recovery_codes[0]).status == "accepted"
-    from helpers import Codes
     confirmed = daemon.request("enrollConfirm", {"user": pending_user, "code": Codes.of(pending).current()})
     assert confirmed.status == "ok", confirmed
 
@@ -202,11 +206,58 @@ def test_migrate_store_copies_every_account_and_its_state(daemon_factory):
         assert verify(target, recovered.user, recovered.recovery_codes[0]).status == "codeReused"
         assert verify(target, recovered.user, recovered.recovery_codes[1]).status == "accepted"
         assert verify(target, locked.user, locked.codes.next_code()).status == "lockedOut"
-        from helpers import Codes
         assert target.request("enrollConfirm", {"user": pending_user,
                                                 "code": Codes.of(pending).current()}).status == "ok"
     finally:
         target.destroy()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if pg_kit is None or os.geteuid() != 0 or not pg_kit.available():
+        pytest.skip("needs root, the PostgreSQL store's pg_kit and Debian's postgresql package")
+    with pg_kit.PostgresCluster(tls=True) as pg:
+        yield pg
+
+
+def test_migrate_sqlite_to_postgresql_and_back(daemon_factory, postgres):
+    pg = postgres
+    source = daemon_factory(max_failures=3)
+    made, last_code, pending_user, pending = populate(source)
+    before = source.request("listAccounts")
+    source.stop()
+    database = pg.create_database()
+    pg_url = (f"postgresql://{pg.ROLE}@{pg.host}:{pg.port}/{database}?sslmode=verify-full"
+              f"&sslrootcert={pg.certs}/ca.crt&passfile={pg.password_file}")
+    there = twofactord("migrate-store", "--from", db_url(source), "--to", pg_url)
+    assert there.returncode == 0, there.stderr
+    assert "copied and verified: 5 account(s)" in there.stdout and pg.password not in there.stdout, there.stdout
+
+    on_pg = daemon_factory(max_failures=3, key_file=source.key_file, **pg.daemon_config(database))
+    assert sorted(map(repr, on_pg.request("listAccounts").get("account", []))) == \
+        sorted(map(repr, before.get("account", [])))
+    active, recovered, locked = made["active"], made["recovered"], made["locked"]
+    assert verify(on_pg, active.user, last_code).status == "codeReused"
+    accepted_on_pg = active.codes.next_code()
+    assert verify(on_pg, active.user, accepted_on_pg).status == "accepted"
+    assert verify(on_pg, recovered.user, recovered.recovery_codes[0]).status == "codeReused"
+    assert verify(on_pg, recovered.user, recovered.recovery_codes[1]).status == "accepted"
+    assert verify(on_pg, locked.user, locked.codes.next_code()).status == "lockedOut"
+    on_pg.stop()
+
+    # Rollback: back to a SQLite file, with what happened on PostgreSQL.
+    back = Daemon(None, {"max_failures": 3, "key_file": source.key_file})
+    try:
+        os.makedirs(back.state_dir, mode=0o700)
+        home = twofactord("migrate-store", "--from", pg_url, "--to", db_url(back))
+        assert home.returncode == 0, home.stderr
+        back.start()
+        assert verify(back, active.user, accepted_on_pg).status == "codeReused"
+        assert verify(back, recovered.user, recovered.recovery_codes[1]).status == "codeReused"
+        assert verify(back, locked.user, locked.codes.next_code()).status == "lockedOut"
+        assert back.request("enrollConfirm", {"user": pending_user, "code": Codes.of(pending).current()}).status == "ok"
+    finally:
+        back.destroy()
 
 
 def test_migrate_store_refuses_a_missing_source_and_bad_urls(tmp_path):
