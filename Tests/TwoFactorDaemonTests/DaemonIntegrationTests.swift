@@ -458,7 +458,9 @@ final class DaemonIntegrationTests: XCTestCase {
 
         let log = daemon.log()
         // Every line ends with the node's name (node_name, by default the host name).
-        let node = " node=" + DaemonConfig().nodeName
+        var host = [CChar](repeating: 0, count: 256)
+        XCTAssertEqual(gethostname(&host, 255), 0)
+        let node = " node=" + String(cString: host)
         let all = log.split(separator: "\n").map(String.init)
         XCTAssertTrue(!all.isEmpty && all.allSatisfy { $0.hasSuffix(node) }, log)
         let lines = all.map { String($0.dropLast(node.count)) }
