@@ -37,10 +37,15 @@ public struct DaemonConfig: Sendable, Equatable {
     public var clockMinSources = 2
     public var driftLearning = true
     public var driftMaxSteps = 2
+    public var store = StoreKind.sqlite
+    public var postgres = PostgresSettings()
 
     public init() {}
 
     public var databasePath: String { (stateDirectory as NSString).appendingPathComponent("twofactor.db") }
+
+    /// The store as the audit log and messages name it (never with a password).
+    public var storeName: String { store == .postgresql ? postgres.displayName : databasePath }
 
     public var clockConfiguration: ClockConfiguration {
         ClockConfiguration(servers: ntpServers, intervalSeconds: ntpInterval, timeoutSeconds: ntpTimeout,
@@ -121,6 +126,9 @@ public enum ConfigParser {
         if config.lockoutMaxSeconds < config.lockoutSeconds {
             let line = seen["lockout_max_seconds"] ?? seen["lockout_seconds"]
             throw ConfigError(file: file, line: line, message: "lockout_max_seconds must not be below lockout_seconds")
+        }
+        if config.store == .postgresql, let problem = config.postgres.problem {
+            throw ConfigError(file: file, line: seen["store"], message: problem)
         }
         return config
     }

@@ -167,6 +167,43 @@ public enum ConfigKeys {
             Losing this file makes every enrollment unusable: back it up together with the database.
             """),
 
+        ConfigKey("store", .choice(), \.store, section: "Store: SQLite or a shared PostgreSQL", doc: """
+            sqlite keeps accounts in state_directory/twofactor.db, for this host alone. postgresql keeps them
+            in the PostgreSQL database named by the postgres_* keys below, which several hosts' daemons can
+            share: an enrollment, a spent code or recovery code, a lockout and a learned drift then count on
+            every host. Every host must use the same key_file. See docs/POSTGRESQL.md.
+            """),
+        ConfigKey("postgres_host", databaseHost, \.postgres.host, doc: """
+            The database server: a host name or IP address (TLS verifies the certificate against this name),
+            or the directory of its Unix socket (an absolute path; then postgres_sslmode must be disable).
+            """),
+        ConfigKey("postgres_port", .integer(1...65_535), \.postgres.port),
+        ConfigKey("postgres_database", sqlName, \.postgres.database),
+        ConfigKey("postgres_user", sqlName, \.postgres.user),
+        ConfigKey("postgres_password_file", optionalAbsolutePath, \.postgres.passwordFile, doc: """
+            File holding the database user's password (one line), or empty for none (client certificate
+            authentication). It must be owned by root or the daemon's user and readable by no one else
+            (chmod 600). The password itself is never written in this file, in logs or in the audit log.
+            """),
+        ConfigKey("postgres_sslmode", .choice(), \.postgres.tlsMode, doc: """
+            verify-full: TLS, and the server's certificate must chain to postgres_ca_file and name
+            postgres_host. verify-ca: TLS, certificate checked, name not. disable: no TLS (only for a
+            server on this host, e.g. its Unix socket).
+            """),
+        ConfigKey("postgres_ca_file", optionalAbsolutePath, \.postgres.caFile, doc: """
+            PEM file of the certificate authorities trusted for the server's certificate (empty: the system's).
+            """),
+        ConfigKey("postgres_cert_file", optionalAbsolutePath, \.postgres.certificateFile, doc: """
+            Client certificate and its private key (PEM), for certificate authentication; both or neither.
+            """),
+        ConfigKey("postgres_key_file", optionalAbsolutePath, \.postgres.privateKeyFile),
+        ConfigKey("postgres_timeout", .seconds(0.1...60), \.postgres.timeout, doc: """
+            Seconds allowed to connect and to finish one unit of work. Past it the transaction is abandoned
+            (the server rolls it back) and the request is answered as a store failure, which pam_twofactor
+            treats like an unreachable daemon; keep it below the module's timeout= (3 s by default). While
+            the database is unreachable the daemon reconnects by itself, backing off up to 5 s.
+            """),
+
         ConfigKey("admin_group", groupName, \.adminGroup, section: "Who may administer", doc: """
             Members of this group (and root) may manage anyone's enrollment, list, reset and unlock accounts
             and read the clock check. If the group does not exist, only root may.
@@ -275,6 +312,30 @@ public enum ConfigKeys {
         requirement: "1 to 128 printable characters without ':'", allowed: "1 to 128 characters, no ':'",
         accept: { text in
             guard !text.isEmpty, text.count <= 128, !text.contains(":"),
+                  !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
+            return text
+        }, format: { $0 })
+
+    /// Empty (none) or an absolute path.
+    static let optionalAbsolutePath = ConfigType<String>(
+        requirement: "empty or an absolute path", allowed: "empty or an absolute path",
+        accept: { $0.isEmpty || ($0.hasPrefix("/") && !$0.contains("\0")) ? $0 : nil }, format: { $0 })
+
+    static let databaseHost = ConfigType<String>(
+        requirement: "a host name, an IP address or an absolute socket directory",
+        allowed: "host, IP address or /socket/directory",
+        accept: { text in
+            guard !text.isEmpty, text.utf8.count <= 255, !text.contains(where: \.isWhitespace),
+                  !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
+            return text
+        },
+        format: { $0 })
+
+    /// A database or role name: 1 to 63 characters, no white space or control characters.
+    static let sqlName = ConfigType<String>(
+        requirement: "a name of 1 to 63 characters without white space", allowed: "a name",
+        accept: { text in
+            guard !text.isEmpty, text.utf8.count <= 63, !text.contains(where: \.isWhitespace),
                   !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
             return text
         }, format: { $0 })

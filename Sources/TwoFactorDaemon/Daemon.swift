@@ -59,13 +59,13 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             throw .configuration("key file \(error)")
         }
-        try prepareStateDirectory()
+        let location = StoreLocation.configured(config)
+        if case .sqlite = location { try prepareStateDirectory() }
         let store: MonitoredStore
         do {
-            let location = StoreLocation.configured(config)
             store = MonitoredStore(try location.open(mustExist: false), location: location)
         } catch {
-            throw .failure("database: \(error)")
+            throw .failure(config.store == .sqlite ? "database: \(error)" : "database \(config.storeName): \(error)")
         }
         let clock = ClockMonitor(configuration: config.clockConfiguration, logger: logger, audit: audit)
         clock.start()
@@ -96,7 +96,7 @@ public final class Daemon: @unchecked Sendable {
         }
 
         audit.start(version: Self.version, socket: socketFile?.path ?? "adopted:\(config.socket)",
-                    database: config.databasePath, pid: getpid())
+                    database: config.storeName, pid: getpid())
         Systemd.notify("READY=1\nSTATUS=Serving on \(socketFile?.path ?? "the socket from systemd")\nMAINPID=\(getpid())")
 
         try? server.closeFuture.wait()

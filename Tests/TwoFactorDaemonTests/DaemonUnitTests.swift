@@ -7,13 +7,20 @@ import TwoFactorWire
 import XCTest
 @testable import TwoFactorDaemon
 
-final class StoreAndRulesTests: XCTestCase {
+/// The store contract and the account rules on it. This class runs them on SQLite;
+/// PostgresStoreAndRulesTests (PostgresStoreTests.swift) runs every one of them on PostgreSQL.
+class StoreAndRulesTests: XCTestCase {
     var directory = ""
-    var store: SQLiteAccountStore!
+    var store: (any TestableStore)!
+
+    /// The store under test, fresh and empty.
+    func makeStore() throws -> any TestableStore {
+        try SQLiteAccountStore(path: directory + "/twofactor.db")
+    }
 
     override func setUpWithError() throws {
         directory = try DaemonProcess.makeTemporaryDirectory()
-        store = try SQLiteAccountStore(path: directory + "/twofactor.db")
+        store = try makeStore()
     }
 
     override func tearDown() {
@@ -47,6 +54,7 @@ final class StoreAndRulesTests: XCTestCase {
     }
 
     func testSynchronousIsFullAndJournalIsWAL() throws {
+        let store = try XCTUnwrap(store as? SQLiteAccountStore, "an SQLite property")
         XCTAssertEqual(try store.synchronousSetting(), 2)
         let journal = try String(contentsOfFile: directory + "/twofactor.db", encoding: .isoLatin1)
         XCTAssertTrue(journal.hasPrefix("SQLite format 3"))

@@ -60,7 +60,7 @@ def fleet():
                 with open(d.key_file, "wb") as f:
                     f.write(key)
                 os.chmod(d.key_file, 0o600)
-            d.start(wrapper=net.prefix(ns))
+            d.start(timeout=60, wrapper=net.prefix(ns))
             if key is None:
                 with open(d.key_file, "rb") as f:
                     key = f.read()

@@ -197,10 +197,13 @@ public struct GroupCommitStatistics: Sendable, Equatable {
     public var units = 0
     public var largestBatch = 0
     public var failedTransactions = 0
+    /// PostgreSQL: transactions rolled back and run again after a conflict with another daemon.
+    public var conflictRetries = 0
 }
 
 /// A queued unit of work with its result, type-erased so one batch can hold units of any result type.
-private final class PendingUnit: @unchecked Sendable {
+/// (Shared with PostgresAccountStore, whose writer batches the same way.)
+final class PendingUnit: @unchecked Sendable {
     private let run: (any AccountTransaction) -> Bool
     private let complete: (_ committed: Bool) -> Void
     private let failure: (StoreError) -> Void
@@ -229,14 +232,15 @@ private final class PendingUnit: @unchecked Sendable {
         }
     }
 
-    /// Runs the unit; false when it failed (its savepoint is then rolled back).
+    /// Runs the unit; false when it failed (its savepoint is then rolled back). Running it again
+    /// (PostgreSQL: after a conflict) replaces the earlier result.
     func execute(_ transaction: any AccountTransaction) -> Bool { run(transaction) }
     func fail(_ error: StoreError) { failure(error) }
     func deliver(committed: Bool) { complete(committed) }
 }
 
 /// Only the writer thread touches `result`, and it delivers after running.
-private final class ResultBox<T: Sendable>: @unchecked Sendable {
+final class ResultBox<T: Sendable>: @unchecked Sendable {
     var result: Result<T, StoreError>?
 }
 

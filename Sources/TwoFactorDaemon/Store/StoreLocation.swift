@@ -4,7 +4,7 @@ import Foundation
 
 public enum StoreLocation: Sendable, Equatable {
     case sqlite(path: String)
-    case postgresql(url: String)
+    case postgresql(PostgresSettings)
 
     public static let urlForms = "sqlite:///ABSOLUTE/PATH or postgresql://USER@HOST:PORT/DATABASE?sslmode=verify-full"
 
@@ -16,7 +16,7 @@ public enum StoreLocation: Sendable, Equatable {
             }
             self = .sqlite(path: path)
         } else if url.hasPrefix("postgresql://") || url.hasPrefix("postgres://") {
-            self = .postgresql(url: url)
+            self = .postgresql(try PostgresSettings(url: url))
         } else {
             throw StoreError("unknown store URL '\(Self.redact(url))': expected \(Self.urlForms)")
         }
@@ -24,22 +24,25 @@ public enum StoreLocation: Sendable, Equatable {
 
     /// The store a daemon with `config` uses.
     public static func configured(_ config: DaemonConfig) -> StoreLocation {
-        .sqlite(path: config.databasePath)
+        switch config.store {
+        case .sqlite: .sqlite(path: config.databasePath)
+        case .postgresql: .postgresql(config.postgres)
+        }
     }
 
     /// The kind, as `twofactor admin health` shows it.
     public var kind: String {
         switch self {
-        case .sqlite: "sqlite"
-        case .postgresql: "postgresql"
+        case .sqlite: StoreKind.sqlite.rawValue
+        case .postgresql: StoreKind.postgresql.rawValue
         }
     }
 
-    /// Printable: never the password.
+    /// Printable: never the password (which PostgresSettings keeps only in its file).
     public var description: String {
         switch self {
         case .sqlite(let path): "sqlite://\(path)"
-        case .postgresql(let url): Self.redact(url)
+        case .postgresql(let settings): settings.displayName
         }
     }
 
@@ -58,12 +61,13 @@ public enum StoreLocation: Sendable, Equatable {
                 throw StoreError("\(path): no such SQLite store")
             }
             return try SQLiteAccountStore(path: path)
-        case .postgresql:
-            throw StoreError("this twofactord has no PostgreSQL store")
+        case .postgresql(let settings):
+            return try PostgresAccountStore(settings: settings)
         }
     }
 
-    /// Hides the password of a URL (user:PASSWORD@ and password=PASSWORD).
+    /// Hides the password of a URL (user:PASSWORD@ and password=PASSWORD), for messages about a
+    /// URL that was not understood.
     public static func redact(_ url: String) -> String {
         var text = url
         if let scheme = text.range(of: "://"),
