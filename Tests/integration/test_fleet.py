@@ -155,7 +155,10 @@ def test_one_code_raced_from_100_clients_across_the_nodes_is_accepted_once(fleet
     for t in threads:
         t.join(60)
     assert answers.count("accepted") == 1, answers
-    assert answers.count("codeReused") == 99, answers
+    # Every other one is refused: as a replay, and once the replays count up to max_failures,
+    # as locked out (a replay is a failure too). No error, no second acceptance.
+    assert all(a in ("codeReused", "lockedOut") for a in answers if a != "accepted"), answers
+    assert "codeReused" in answers
 
 
 def test_admin_health_follows_the_database(fleet):
