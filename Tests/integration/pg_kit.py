@@ -9,6 +9,7 @@ address given), optional TLS with certificates made by openssl, removed again on
         d = Daemon(workdir, pg.daemon_config(db))    # postgres_* keys + a 0600 password file
         pg.terminate_backends()                      # pg_terminate_backend(twofactord sessions)
         pg.stop(); pg.start()                        # the server goes away and comes back
+        pg.pause(); pg.resume()                      # the server hangs (SIGSTOP) and wakes up
         pg.psql("SELECT ...", db)                    # as the superuser, over the Unix socket
 
 Roles: `postgres` (superuser; the Unix socket, and 127.0.0.1 with `trust`, for the tests' own
@@ -186,8 +187,40 @@ class PostgresCluster:
                      wrapper=self.wrapper, timeout=timeout + 10)
         self.running = False
 
+    def _server_pids(self):
+        """The postmaster and its children (backends, checkpointer, ...)."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                master = int(f.readline())
+        except (OSError, ValueError):
+            return []
+        pids = [master]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                            pids.append(int(entry))
+                except (OSError, ValueError, IndexError):
+                    pass
+        return pids
+
+    def pause(self):
+        """SIGSTOP to every server process: connections stay open, nothing answers (a hung
+        server or a network that drops packets). resume() undoes it; destroy() does too."""
+        for pid in self._server_pids():
+            os.kill(pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        for pid in self._server_pids():
+            os.kill(pid, signal.SIGCONT)
+        self.paused = False
+
     def destroy(self):
         """Stops the server (immediately if it will not stop) and deletes everything."""
+        if getattr(self, "paused", False):
+            self.resume()
         try:
             self.stop()
         except Exception:

@@ -605,4 +605,4 @@ def test_print_config_shows_every_key_with_its_effective_value(tmp_path):
         documented = [line[1:].split(" = ", 1)[0] for line in f
                       if line.startswith("#") and " = " in line and not line.startswith("# ")]
     assert sorted(values) == sorted(documented)
-    assert len(values) == 38
+    assert len(values) == 38  # 26, the 11 store keys (store, postgres_*) and node_name

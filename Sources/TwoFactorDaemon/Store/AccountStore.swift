@@ -1,12 +1,14 @@
 // What the verification logic needs from storage, and nothing about how it is stored. The SQLite
-// store implements it today; a PostgreSQL store must give the same guarantees:
+// store (one host) and the PostgreSQL store (many hosts sharing one database: row locks in one
+// transaction, docs/POSTGRESQL.md) implement it, with the same guarantees:
 //  - `write` runs a unit of work in a transaction that is durably committed before its completion
 //    is called; units queued together may share one transaction (group commit), each in its own
 //    savepoint, in submission order, so each sees the writes of the ones before it;
 //  - if the commit fails, every unit of that transaction completes with a StoreError (nothing
 //    it did may be reported as done);
 //  - units are serialised: two units never interleave, so a read-check-write inside one unit is
-//    atomic (this is what makes a code single-use under concurrency).
+//    atomic (this is what makes a code single-use under concurrency). For PostgreSQL this holds
+//    per account across daemons: a writing unit's account(named:) locks the row until COMMIT.
 
 /// A confirmed or pending TOTP enrollment. The secret is sealed (encrypted) by the caller.
 public struct EnrollmentRecord: Sendable, Equatable {

@@ -9,10 +9,12 @@
 //    back to its savepoint; a serialization failure or deadlock with another daemon's batch rolls
 //    the whole transaction back and runs the batch again; anything else that breaks the
 //    transaction (connection lost, timeout, failed COMMIT) fails every unit of the batch;
-//  - every unit of work has a deadline (postgres_timeout): past it the connection is closed,
-//    which makes the server roll the transaction back, and the units fail (the daemon answers
-//    internalError, which the PAM module treats as "daemon unavailable"). A lost connection is
-//    re-opened on demand, at most once per backoff interval (doubling to 5 s while it fails).
+//  - every unit of work has a deadline, postgres_timeout after it was queued; a batch runs until
+//    the earliest deadline of its units, and a unit still queued at its deadline is refused
+//    unrun. Past the deadline the connection is closed, which makes the server roll the
+//    transaction back, and the units fail (the daemon answers internalError, which the PAM
+//    module treats as "daemon unavailable"). A lost connection is re-opened on demand, at most
+//    once per backoff interval (doubling to 5 s while it fails).
 import Foundation
 import Logging
 import NIOCore
@@ -31,7 +33,8 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
 
     // Writer state, guarded by `condition`.
     private let condition = NSCondition()
-    private var queue: [PendingUnit] = []
+    /// Each unit with its deadline: postgres_timeout from when it was queued.
+    private var queue: [(unit: PendingUnit, deadline: NIODeadline)] = []
     private var closing = false
     private var writerFinished = false
     private var closed = false
@@ -64,6 +67,9 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
         thread.name = "twofactord-pg-writer"
         thread.start()
     }
+
+    /// The writer connection's state, for `twofactor admin health` and the like.
+    public var health: PostgresStoreHealth { writer.health }
 
     public var statistics: GroupCommitStatistics {
         condition.lock(); defer { condition.unlock() }
@@ -131,7 +137,7 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
             completion(.failure(StoreError("the store is closed")))
             return
         }
-        queue.append(pending)
+        queue.append((pending, .now() + .milliseconds(Int64(settings.timeout * 1000))))
         condition.signal()
         condition.unlock()
     }
@@ -183,30 +189,40 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
             condition.lock()
             while queue.isEmpty && !closing { condition.wait() }
             if queue.isEmpty && closing {
+                // Closed before close() may shut the event loops down.
+                writer.close()
                 writerFinished = true
                 condition.broadcast()
                 condition.unlock()
-                writer.close()
                 return
             }
-            let batch = queue
+            // A unit that already waited its whole timeout behind a slow batch is refused at once,
+            // so every answer leaves within postgres_timeout of the request.
+            let now = NIODeadline.now()
+            let expired = queue.filter { $0.deadline <= now }.map(\.unit)
+            let live = queue.filter { $0.deadline > now }
             queue.removeAll(keepingCapacity: true)
+            let batch = live.map(\.unit)
+            let deadline = live.map(\.deadline).min() ?? now
             let failCommit = failingCommitsForTesting > 0
             if failCommit { failingCommitsForTesting -= 1 }
             condition.unlock()
 
-            let committed = runBatch(batch, failCommit: failCommit)
+            let committed = !batch.isEmpty && runBatch(batch, failCommit: failCommit, deadline: deadline)
 
             condition.lock()
-            stats.transactions += 1
-            stats.units += batch.count
-            stats.largestBatch = max(stats.largestBatch, batch.count)
-            if !committed { stats.failedTransactions += 1 }
+            stats.units += batch.count + expired.count
+            if !batch.isEmpty {
+                stats.transactions += 1
+                stats.largestBatch = max(stats.largestBatch, batch.count)
+                if !committed { stats.failedTransactions += 1 }
+            }
             condition.unlock()
             // Answer only now: every result below is committed (or reported as a failure).
             deliveries.enter()
             deliveryQueue.async { [deliveries] in
                 for unit in batch { unit.deliver(committed: committed) }
+                for unit in expired { unit.deliver(committed: false) }
                 deliveries.leave()
             }
         }
@@ -217,8 +233,7 @@ public final class PostgresAccountStore: AccountStore, @unchecked Sendable {
     /// a code that may have been spent is then refused, never accepted twice. A conflict with
     /// another daemon's transaction (deadlock, serialization failure) rolls the whole transaction
     /// back, releasing every lock it held, and runs the batch again.
-    private func runBatch(_ batch: [PendingUnit], failCommit: Bool) -> Bool {
-        let deadline = NIODeadline.now() + .milliseconds(Int64(settings.timeout * 1000))
+    private func runBatch(_ batch: [PendingUnit], failCommit: Bool, deadline: NIODeadline) -> Bool {
         for _ in 0...Self.conflictRetries {
             do {
                 return try attempt(batch, failCommit: failCommit, deadline: deadline)
@@ -327,6 +342,19 @@ enum PostgresSchema {
 
 // MARK: One connection, used from one thread at a time
 
+/// What a store's connection last saw: connected or not, since when, and the last failure
+/// (SQLSTATE and the server's message, or the connection error; never a password).
+public struct PostgresStoreHealth: Sendable, Equatable {
+    public var connected: Bool
+    /// Unix seconds of the last successful connect, if any.
+    public var connectedAt: Int64?
+    /// Unix seconds of the last failure, and what it was.
+    public var failedAt: Int64?
+    public var lastFailure: String?
+    /// Connections opened so far (1 plus the reconnects).
+    public var connections: Int
+}
+
 /// What went wrong with a statement, described without anything the client sent (PSQLError's
 /// own description hides everything; this keeps the server's SQLSTATE and message).
 struct PostgresFailure: Error, CustomStringConvertible {
@@ -372,6 +400,29 @@ final class PostgresSession: @unchecked Sendable {
     private var nextAttempt = NIODeadline.uptimeNanoseconds(0)
     private var backoff = PostgresSession.firstBackoff
     private var connectionCount = 0
+    /// Read from other threads (health); written by the session's own thread.
+    private let healthLock = NSLock()
+    private var status = PostgresStoreHealth(connected: false, connections: 0)
+
+    /// As of the last statement: a connection the server dropped while idle shows at next use.
+    var health: PostgresStoreHealth {
+        healthLock.lock(); defer { healthLock.unlock() }
+        return status
+    }
+
+    private func record(connected: Bool, failure: PostgresFailure? = nil) {
+        let now = Int64(Date().timeIntervalSince1970)
+        healthLock.lock(); defer { healthLock.unlock() }
+        status.connected = connected
+        if connected {
+            status.connectedAt = now
+            status.connections += 1
+        }
+        if let failure {
+            status.failedAt = now
+            status.lastFailure = failure.message
+        }
+    }
 
     static let firstBackoff = TimeAmount.milliseconds(100)
     static let maximumBackoff = TimeAmount.seconds(5)
@@ -398,7 +449,10 @@ final class PostgresSession: @unchecked Sendable {
             return try Self.wait(connection.query(query, logger: logger), until: deadline) { _ in Self.closeSoon(connection) }
         } catch {
             let failure = PostgresFailure(error)
-            if !failure.isServerError { drop() }
+            if !failure.isServerError {
+                drop()
+                record(connected: false, failure: failure)
+            }
             throw failure
         }
     }
@@ -410,7 +464,13 @@ final class PostgresSession: @unchecked Sendable {
         do { try execute("ROLLBACK", deadline: max(soon, .now() + .milliseconds(200))) } catch { drop() }
     }
 
-    func close() { drop() }
+    /// Closes the connection and waits until it is closed (never call it on an event loop).
+    func close() {
+        guard let connection else { return }
+        self.connection = nil
+        let closed: EventLoopFuture<Void> = connection.close()
+        _ = try? closed.wait()
+    }
 
     private func drop() {
         if let connection { Self.closeSoon(connection) }
@@ -423,38 +483,51 @@ final class PostgresSession: @unchecked Sendable {
         guard NIODeadline.now() >= nextAttempt else {
             throw PostgresFailure(message: "the database is unreachable (next connection attempt in \(max(0, (nextAttempt - .now()).nanoseconds / 1_000_000)) ms)")
         }
+        var opened: PostgresConnection?
         do {
             connectionCount += 1
             let future = PostgresConnection.connect(on: group.next(), configuration: configuration, id: connectionCount, logger: logger)
-            let opened = try Self.wait(future, until: deadline) { late in late.whenSuccess { Self.closeSoon($0) } }
-            // A lock wait or a slow server must not hold a unit past its deadline, and a daemon
-            // that hangs mid-transaction must not hold its row locks for long.
-            let milliseconds = Int64(timeout * 1000)
-            for setting in ["statement_timeout = \(milliseconds)", "idle_in_transaction_session_timeout = \(milliseconds * 5)",
-                            "application_name = 'twofactord'"] {
-                _ = try Self.wait(opened.query(PostgresQuery(unsafeSQL: "SET \(setting)"), logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
-            }
-            // Without synchronous_commit the server may answer COMMIT before the commit is on
-            // disk, and a crash would make a spent code usable again. Other values (on,
-            // remote_write, remote_apply) are the administrator's choice (docs/POSTGRESQL.md).
-            let rows = try Self.wait(opened.query("SHOW synchronous_commit", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
-            if try rows.rows.first?.makeRandomAccess()[0].decode(String.self) == "off" {
-                _ = try Self.wait(opened.query("SET synchronous_commit = on", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
-            }
-            connection = opened
+            let connection = try Self.wait(future, until: deadline) { late in late.whenSuccess { Self.closeSoon($0) } }
+            opened = connection
+            try prepare(connection, deadline: deadline)
+            self.connection = connection
+            record(connected: true)
             backoff = Self.firstBackoff
             nextAttempt = .uptimeNanoseconds(0)
-            return opened
+            return connection
         } catch {
+            if let opened { Self.closeSoon(opened) }
             nextAttempt = .now() + backoff
             backoff = min(backoff * 2, Self.maximumBackoff)
-            throw PostgresFailure(error)
+            let failure = PostgresFailure(error)
+            record(connected: false, failure: failure)
+            throw failure
+        }
+    }
+
+    /// The session settings every connection gets before its first unit of work.
+    private func prepare(_ opened: PostgresConnection, deadline: NIODeadline) throws {
+        // A lock wait or a slow server must not hold a unit past its deadline, and a daemon
+        // that hangs mid-transaction must not hold its row locks for long.
+        let milliseconds = Int64(timeout * 1000)
+        for setting in ["statement_timeout = \(milliseconds)", "idle_in_transaction_session_timeout = \(milliseconds * 5)",
+                        "application_name = 'twofactord'"] {
+            _ = try Self.wait(opened.query(PostgresQuery(unsafeSQL: "SET \(setting)"), logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
+        }
+        // Without synchronous_commit the server may answer COMMIT before the commit is on
+        // disk, and a crash would make a spent code usable again. Other values (on,
+        // remote_write, remote_apply) are the administrator's choice (docs/POSTGRESQL.md).
+        let rows = try Self.wait(opened.query("SHOW synchronous_commit", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
+        if try rows.rows.first?.makeRandomAccess()[0].decode(String.self) == "off" {
+            _ = try Self.wait(opened.query("SET synchronous_commit = on", logger: logger), until: deadline) { _ in Self.closeSoon(opened) }
         }
     }
 
     /// Starts closing `connection` (the server then rolls back whatever it had open).
     static func closeSoon(_ connection: PostgresConnection) {
-        let _: EventLoopFuture<Void> = connection.close()
+        let closed: EventLoopFuture<Void> = connection.close()
+        // Hold the connection until it is closed: PostgresNIO must never free an open one.
+        closed.whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 
     /// Waits for `future` until `deadline`; past it, fails and calls `expired` with the future
