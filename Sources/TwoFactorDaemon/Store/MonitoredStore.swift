@@ -56,9 +56,15 @@ public final class MonitoredStore: AccountStore, @unchecked Sendable {
             guard once.claim() else { return }
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             lock.lock()
-            let health = Health(reachable: reachable, latencySeconds: reachable ? elapsed : nil, errors: errors,
+            var health = Health(reachable: reachable, latencySeconds: reachable ? elapsed : nil, errors: errors,
                                 lastError: lastError?.message, lastErrorAt: lastError?.at)
             lock.unlock()
+            // The PostgreSQL store knows its connection's last failure more precisely (SQLSTATE).
+            if let connection = (inner as? PostgresAccountStore)?.health, let at = connection.failedAt,
+               at >= (health.lastErrorAt ?? 0), let failure = connection.lastFailure {
+                health.lastError = failure
+                health.lastErrorAt = at
+            }
             completion(health)
         }
         read({ try $0.account(named: "") != nil }) { result in
