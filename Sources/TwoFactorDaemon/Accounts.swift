@@ -142,11 +142,33 @@ public struct ManagementOutcome<Value: Sendable>: Sendable {
 
 public struct AccountRules: Sendable {
     public let policy: AccountPolicy
-    let keys: DerivedKeys
+    let keySource: KeySource
+    var keys: DerivedKeys { keySource.current }
 
     public init(policy: AccountPolicy, keys: DerivedKeys) {
+        self.init(policy: policy, keySource: KeySource(fixed: keys))
+    }
+
+    public init(policy: AccountPolicy, keySource: KeySource) {
         self.policy = policy
-        self.keys = keys
+        self.keySource = keySource
+    }
+
+    /// Opens a sealed secret; if it does not open, re-reads a key file that changed (a rotation
+    /// on another node sealed it under a key this daemon has not read yet) and tries once more.
+    func openSecret(_ sealed: [UInt8], account: String) throws -> [UInt8] {
+        do {
+            return try keys.openSecret(sealed, account: account)
+        } catch {
+            guard keySource.refresh() else { throw error }
+            return try keys.openSecret(sealed, account: account)
+        }
+    }
+
+    /// Seals under the newest key the file names, never one a rotation has retired meanwhile.
+    func sealSecret(_ secret: [UInt8], account: String) throws -> [UInt8] {
+        keySource.refresh()
+        return try keys.sealSecret(secret, account: account)
     }
 
     // MARK: Verification
@@ -204,7 +226,7 @@ public struct AccountRules: Sendable {
     /// a copy (which would leave the secret in freed memory).
     private func matchCode(_ digits: String, sealed: [UInt8], account: String, parameters: OTPParameters,
                            at time: Int64, driftSteps: Int64, window: Int) throws -> TOTPMatch? {
-        var secret = try keys.openSecret(sealed, account: account)
+        var secret = try openSecret(sealed, account: account)
         let found = Self.match(digits, secret: secret, parameters: parameters, at: time, window: window,
                                driftSteps: driftSteps)
         ConstantTime.zero(&secret)
@@ -242,7 +264,7 @@ public struct AccountRules: Sendable {
         let next = UInt64(max(0, account.hotpCounter ?? 0))
         let lookAhead = UInt64(max(0, account.window ?? policy.hotpLookAhead))
         let resyncWindow = UInt64(max(0, policy.hotpResyncWindow))
-        var secret = try keys.openSecret(enrollment.sealedSecret, account: account.name)
+        var secret = try openSecret(enrollment.sealedSecret, account: account.name)
         defer { ConstantTime.zero(&secret) }
         func match(_ counters: ClosedRange<UInt64>) -> UInt64? {
             HOTP.match(code: digits, secret: secret, algorithm: parameters.algorithm, digits: parameters.digits,
@@ -310,7 +332,7 @@ public struct AccountRules: Sendable {
         // RFC 4226 asks for at least 128 bits, RFC 6238 for a key as long as the hash output.
         let length = switch parameters.algorithm { case .sha1: 20; case .sha256: 32; case .sha512: 64 }
         var secret = SecureRandom.bytes(length)
-        let sealed = try keys.sealSecret(secret, account: user)
+        let sealed = try sealSecret(secret, account: user)
         account.pending = EnrollmentRecord(sealedSecret: sealed, algorithm: parameters.algorithm.rawValue,
                                            digits: parameters.digits, period: parameters.period, createdAt: moment.now,
                                            kind: kind.rawValue)
@@ -339,7 +361,7 @@ public struct AccountRules: Sendable {
         // A wrong code here does not count toward a lockout: nothing is protected yet.
         if pending.kind == OTPKind.hotp.rawValue {
             let parameters = try parameters(of: pending)
-            var secret = try keys.openSecret(pending.sealedSecret, account: user)
+            var secret = try openSecret(pending.sealedSecret, account: user)
             let counter = HOTP.match(code: digits, secret: secret, algorithm: parameters.algorithm, digits: parameters.digits,
                                      counters: 0...UInt64(max(0, policy.hotpLookAhead)))
             ConstantTime.zero(&secret)
@@ -415,7 +437,7 @@ public struct AccountRules: Sendable {
             hashes.append(keys.hashRecoveryCode(normalized: normalized))
         }
         var account = AccountRecord(name: user)
-        let sealed = try keys.sealSecret(request.secret, account: user)
+        let sealed = try sealSecret(request.secret, account: user)
         account.enrollment = EnrollmentRecord(sealedSecret: sealed, algorithm: request.parameters.algorithm.rawValue,
                                               digits: request.parameters.digits, period: request.parameters.period,
                                               createdAt: moment.now, kind: request.kind.rawValue)

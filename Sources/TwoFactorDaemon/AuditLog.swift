@@ -125,15 +125,19 @@ public final class AuditLog: Sendable {
     public enum Sink: Sendable, Equatable { case syslog, stderr, journal }
     public let sink: Sink
     public let format: AuditFormat
+    /// This node's name (config `node_name`): the last field of every event, so one central log
+    /// of a fleet shows where each event happened; nil when none is given (unit tests).
+    private let node: String?
     private let lock = NSLock()
     /// The journal's native socket, for the journal sink (TWOFACTORD_JOURNAL_SOCKET overrides it
     /// for tests that stand in for journald).
     private let journal: JournalSocket?
     private let now: @Sendable () -> Double
 
-    public init(target: LogTarget, format: AuditFormat = .text,
+    public init(target: LogTarget, format: AuditFormat = .text, node: String? = nil,
                 environment: [String: String] = ProcessInfo.processInfo.environment,
                 now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.node = node
         let journalPath = environment["TWOFACTORD_JOURNAL_SOCKET"] ?? JournalSocket.defaultPath
         // Started by systemd with its journal on stderr: structured fields go to the journal's
         // own socket instead, when it is there.
@@ -152,7 +156,11 @@ public final class AuditLog: Sendable {
 
     /// Writes one event in the configured format; `priority` is a syslog level.
     public func write(_ event: AuditEvent, priority: Int32 = LOG_INFO) {
-        let line = format == .json ? event.jsonLine(time: now()) : event.textLine
+        var event = event
+        // Last, so the fields before it (and fail2ban patterns on them) read as they always did.
+        if let node { event.add("node", .word(node)) }
+        var line = format == .json ? event.jsonLine(time: now()) : event.textLine
+        if format == .text, event.plainText != nil, let node { line += " node=\(node)" }
         if sink == .journal, let journal {
             var fields = [("MESSAGE", line), ("PRIORITY", "\(priority)"), ("SYSLOG_IDENTIFIER", "twofactord"),
                           ("SYSLOG_FACILITY", "10"), ("TWOFACTOR_EVENT", event.name)]
@@ -167,11 +175,11 @@ public final class AuditLog: Sendable {
             }
             if journal.send(fields) { return }
         }
-        write(line, priority: priority)
+        emit(line, priority: priority)
     }
 
-    /// Writes one preformatted line (diagnostics); `priority` is a syslog level.
-    public func write(_ line: String, priority: Int32 = LOG_INFO) {
+    /// Writes one finished line; `priority` is a syslog level.
+    private func emit(_ line: String, priority: Int32) {
         switch sink {
         case .syslog:
             twofactor_syslog(LOG_AUTHPRIV | priority, line)

@@ -26,6 +26,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var maxConnections = 64
     public var readTimeout: Double = 5
     public var log = LogTarget.auto
+    public var nodeName = DaemonConfig.hostName()
     public var ntpServers = [NTPServerName(host: "time1.google.com"), NTPServerName(host: "pool.ntp.org")]
     public var ntpInterval: Double = 900
     public var ntpTimeout: Double = 2

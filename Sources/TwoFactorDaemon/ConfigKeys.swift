@@ -319,6 +319,10 @@ public enum ConfigKeys {
         ConfigKey("enforce_grace_logins", .integer(0...10_000), \.enforceGraceLogins, doc: """
             Logins each unenrolled account still gets once enforcement has started (counted per account).
             """),
+        ConfigKey("node_name", nodeNameType, \.nodeName, example: "myhost", doc: """
+            This node's name, appended to every audit line as node=NAME (default: this host's name), so
+            that the central log of a fleet sharing one database shows where each login happened.
+            """),
     ]
 
     private static let byName = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -335,6 +339,16 @@ public enum ConfigKeys {
     static let groupName = ConfigType<String>(
         requirement: "a group name", allowed: "a group name",
         accept: { !$0.isEmpty && !$0.contains(where: \.isWhitespace) ? $0 : nil }, format: { $0 })
+
+    static let nodeNameType = ConfigType<String>(
+        requirement: "1 to 64 characters from A-Z a-z 0-9 . _ -", allowed: "1 to 64 of A-Z a-z 0-9 . _ -",
+        accept: { text in
+            let allowed = text.utf8.allSatisfy { byte in
+                (0x30...0x39).contains(byte) || (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte)
+                    || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }
+            return !text.isEmpty && text.utf8.count <= 64 && allowed ? text : nil
+        }, format: { $0 })
 
     static let issuerName = ConfigType<String>(
         requirement: "1 to 128 printable characters without ':'", allowed: "1 to 128 characters, no ':'",

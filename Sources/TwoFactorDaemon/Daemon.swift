@@ -35,7 +35,7 @@ public final class Daemon: @unchecked Sendable {
 
     public init(config: DaemonConfig) {
         self.config = config
-        audit = AuditLog(target: config.log, format: config.auditFormat)
+        audit = AuditLog(target: config.log, format: config.auditFormat, node: config.nodeName)
         let audit = self.audit
         logger = Logger(label: "twofactord") { _ in AuditLogHandler(audit: audit) }
     }
@@ -53,33 +53,25 @@ public final class Daemon: @unchecked Sendable {
         // once the server listens.
         let signals = StopSignals.trap { shutdown.request($0) }
         defer { signals.cancel() }
-        let master: [UInt8]
+        let keys: KeySource
         do {
-            master = try KeyFile.loadOrCreate(path: config.keyFile)
+            keys = try KeySource(path: config.keyFile)
         } catch {
             throw .configuration("key file \(error)")
         }
-        let keys = DerivedKeys(master: master)
-        let store: any AccountStore
-        switch config.store {
-        case .sqlite:
-            try prepareStateDirectory()
-            do {
-                store = try SQLiteAccountStore(path: config.databasePath)
-            } catch {
-                throw .failure("database: \(error)")
-            }
-        case .postgresql:
-            do {
-                store = try PostgresAccountStore(settings: config.postgres)
-            } catch {
-                throw .failure("database \(config.storeName): \(error)")
-            }
+        let location = StoreLocation.configured(config)
+        if case .sqlite = location { try prepareStateDirectory() }
+        let store: MonitoredStore
+        do {
+            store = MonitoredStore(try location.open(mustExist: false), location: location)
+        } catch {
+            throw .failure(config.store == .sqlite ? "database: \(error)" : "database \(config.storeName): \(error)")
         }
         let clock = ClockMonitor(configuration: config.clockConfiguration, logger: logger, audit: audit)
         clock.start()
-        let processor = RequestProcessor(store: store, rules: AccountRules(policy: AccountPolicy(config: config), keys: keys),
-                                         clock: clock, audit: audit, loginPolicy: LoginPolicy(config: config))
+        let processor = RequestProcessor(store: store, rules: AccountRules(policy: AccountPolicy(config: config), keySource: keys),
+                                         clock: clock, audit: audit, loginPolicy: LoginPolicy(config: config),
+                                         node: config.nodeName)
         // One event loop for the listening socket and every connection. The loop only frames
         // and routes requests (the store and the NSS lookups run elsewhere), so one is plenty;
         // and with the accepting and the accepted channel on one loop, NIO's accept path never

@@ -10,10 +10,13 @@ public final class RequestProcessor: Sendable {
     let audit: AuditLog
     let loginPolicy: LoginPolicy
     let wallClock: @Sendable () -> Int64
+    /// node_name, for `health`.
+    let node: String
 
     public init(store: any AccountStore, rules: AccountRules, clock: ClockMonitor, audit: AuditLog,
-                loginPolicy: LoginPolicy = LoginPolicy(config: DaemonConfig()),
+                loginPolicy: LoginPolicy = LoginPolicy(config: DaemonConfig()), node: String = "",
                 wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.node = node
         self.store = store
         self.rules = rules
         self.clock = clock
@@ -41,6 +44,7 @@ public final class RequestProcessor: Sendable {
             manageAccount(operation, request, caller, moment, respond)
         case .listAccounts: list(caller, moment, respond)
         case .clockStatus: clockStatus(caller, respond)
+        case .health: health(caller, respond)
         }
     }
 
@@ -353,6 +357,37 @@ public final class RequestProcessor: Sendable {
         respond(answer)
     }
 
+    /// How long `health` waits for the store's probe read before calling it unreachable.
+    static let healthProbeTimeout = 2.0
+
+    private func health(_ caller: Caller, _ respond: @escaping @Sendable (WireMessage) -> Void) {
+        guard caller.mayAdminister else {
+            audit.management("health", account: nil, caller: caller, result: .denied, reason: .permissionDenied)
+            respond(Self.answer(.permissionDenied, message: "only root and members of the admin group may read the daemon's health"))
+            return
+        }
+        let audit = self.audit, reading = clock.reading(), node = self.node
+        let monitored = store as? MonitoredStore
+        let report: @Sendable (MonitoredStore.Health?) -> Void = { health in
+            var answer = WireMessage(status: .ok)
+            Self.appendText(&answer, .nodeName, node)
+            Self.appendText(&answer, .storeKind, monitored?.location.kind ?? "unknown")
+            if let location = monitored?.location { Self.appendText(&answer, .storeLocation, location.description) }
+            answer.append(.storeReachable, bool: health?.reachable ?? false)
+            if let latency = health?.latencySeconds { answer.append(.storeLatencyMicros, int64: Self.micros(latency)) }
+            answer.append(.storeErrors, uint32: UInt32(clamping: health?.errors ?? 0))
+            if let error = health?.lastError { Self.appendText(&answer, .storeLastError, error) }
+            if let at = health?.lastErrorAt { answer.append(.storeLastErrorAt, uint64: UInt64(max(0, at))) }
+            Self.appendText(&answer, .clockState, reading.state.rawValue)
+            if let offset = reading.offsetSeconds { answer.append(.clockOffsetMicros, int64: Self.micros(offset)) }
+            Self.appendText(&answer, .message, reading.summary)
+            audit.management("health", account: nil, caller: caller, result: .ok, reason: .ok)
+            respond(answer)
+        }
+        guard let monitored else { report(nil); return }
+        monitored.probe(timeout: Self.healthProbeTimeout, completion: report)
+    }
+
     // MARK: Helpers
 
     static func micros(_ seconds: Double) -> Int64 {
@@ -374,6 +409,7 @@ public final class RequestProcessor: Sendable {
         case .unlockAccount: "unlock"
         case .clockStatus: "clock"
         case .adminEnroll: "admin-enroll"
+        case .health: "health"
         case .check: "check"
         case .verify: "verify"
         }

@@ -39,6 +39,8 @@ public enum Operation: UInt8 {
     /// Root sets another account's key: a hardware token's secret or an imported
     /// google-authenticator file (`twofactor admin enroll`, `admin import-google-authenticator`).
     case adminEnroll = 0x23
+    /// The store's state (kind, reachable, last error), this node's name and the clock verdict.
+    case health = 0x31
 }
 
 /// How a request went.
@@ -119,6 +121,15 @@ public enum FieldTag: UInt8 {
     case phase = 0x53               // u8 (check request): 0 auth, 1 account management, 2 credentials
     case qrText = 0x54              // enrollBegin: present (empty) in the request asks for the otpauth URI
                                     // drawn as a QR code in Unicode half blocks, the answer's text
+    // Health.
+    case storeKind = 0x58           // text: sqlite, postgresql
+    case storeLocation = 0x59       // text: the store's URL, never its password
+    case storeReachable = 0x5A      // u8 bool: a read just now succeeded
+    case storeLatencyMicros = 0x5B  // i64: how long that read took
+    case storeLastError = 0x5C      // text: the last store failure the daemon saw
+    case storeLastErrorAt = 0x5D    // u64 unix seconds
+    case storeErrors = 0x5E         // u32: store failures since the daemon started
+    case nodeName = 0x5F            // text: node_name
 }
 
 public enum VerificationMethod: UInt8 {

@@ -457,7 +457,13 @@ final class DaemonIntegrationTests: XCTestCase {
         XCTAssertEqual(daemon.stop(), 0)
 
         let log = daemon.log()
-        let lines = log.split(separator: "\n").map(String.init)
+        // Every line ends with the node's name (node_name, by default the host name).
+        var host = [CChar](repeating: 0, count: 256)
+        XCTAssertEqual(gethostname(&host, 255), 0)
+        let node = " node=" + String(cString: host)
+        let all = log.split(separator: "\n").map(String.init)
+        XCTAssertTrue(!all.isEmpty && all.allSatisfy { $0.hasSuffix(node) }, log)
+        let lines = all.map { String($0.dropLast(node.count)) }
         XCTAssertTrue(lines.contains("verify account=alice service=sshd rhost=127.0.0.1 tty=ssh method=totp result=accepted reason=ok"), log)
         XCTAssertTrue(lines.contains("verify account=alice service=sshd rhost=- tty=- method=- result=rejected reason=wrong-code"), log)
         XCTAssertTrue(lines.contains("verify account=alice service=- rhost=- tty=- method=recovery result=accepted reason=ok"), log)

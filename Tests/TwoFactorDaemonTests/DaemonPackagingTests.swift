@@ -110,6 +110,8 @@ final class DaemonPackagingTests: XCTestCase {
         var parsed = try ConfigParser.parse(uncommented, file: "uncommented")
         XCTAssertEqual(parsed.issuer, "myhost")
         parsed.issuer = DaemonConfig().issuer
+        XCTAssertEqual(parsed.nodeName, "myhost")  // also this machine's name by default
+        parsed.nodeName = DaemonConfig().nodeName
         XCTAssertEqual(parsed, DaemonConfig())
     }
 

@@ -43,7 +43,10 @@ class ThrowawaySshd:
     key and config; only `allow_users` (an sshd pattern) may log in. start() returns it;
     destroy() (or leaving a `with` block) stops it and removes everything it made."""
 
-    def __init__(self, pam_stack, allow_users, prefix="tfs", comment="the twofactor integration tests"):
+    def __init__(self, pam_stack, allow_users, prefix="tfs", comment="the twofactor integration tests",
+                 host="127.0.0.1", port=None, wrapper=()):
+        # host, port and wrapper (a command prefix): an sshd inside a network namespace (netns_kit).
+        self.host, self.fixed_port, self.wrapper = host, port, tuple(wrapper)
         self.service = f"sshd-{helpers.unique_name(prefix)}"
         self.dir = tempfile.mkdtemp(prefix=f"{self.service}-", dir="/tmp")
         self.program = os.path.join(self.dir, self.service)  # argv[0] names the PAM service
@@ -75,7 +78,7 @@ class ThrowawaySshd:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.service,
                         "-f", self.host_key], check=True, capture_output=True)
         for attempt in range(3):
-            self.port = helpers.free_port()
+            self.port = self.fixed_port or helpers.free_port()
             self._write_config()
             checked = subprocess.run([self.program, "-t", "-f", self.config],
                                      capture_output=True, text=True)
@@ -83,7 +86,7 @@ class ThrowawaySshd:
             log = open(self.log_path, "w")
             with log:
                 self.process = subprocess.Popen(
-                    [self.program, "-D", "-f", self.config, "-E", self.log_path],
+                    [*self.wrapper, self.program, "-D", "-f", self.config, "-E", self.log_path],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             helpers.register_cleanup(("sshd", self.service), self.stop)
             if self._wait_listening(timeout):
@@ -94,7 +97,7 @@ class ThrowawaySshd:
     def _write_config(self):
         with open(self.config, "w") as f:
             f.write(f"""# throwaway sshd of {self.comment}
-ListenAddress 127.0.0.1:{self.port}
+ListenAddress {self.host}:{self.port}
 HostKey {self.host_key}
 PidFile {self.dir}/sshd.pid
 UsePAM yes
@@ -199,10 +202,11 @@ def answer_for(prompt, password, code):
 
 
 def paramiko_login(port, user, password, code=None, command="id -un", timeout=20, source=None,
-                   answer=None):
+                   answer=None, sock=None):
     """keyboard-interactive with paramiko, then runs `command` if authenticated. `source`: the
     local address to connect from (127.0.0.2 ... are loopback too); `answer(prompt)` overrides
-    answer_for (return None to fall back to it)."""
+    answer_for (return None to fall back to it); `sock`: a connected socket to use instead of
+    127.0.0.1:port (one made in a namespace, netns_kit)."""
     with warnings.catch_warnings():  # Debian's paramiko pulls in invoke, which imports `imp`
         warnings.simplefilter("ignore", DeprecationWarning)
         import paramiko  # apt's python3-paramiko, importable under /usr/bin/python3
@@ -220,7 +224,9 @@ def paramiko_login(port, user, password, code=None, command="id -un", timeout=20
             answers.append(given if given is not None else answer_for(text, password, code))
         return answers
 
-    if source is None:
+    if sock is not None:
+        transport = paramiko.Transport(sock)
+    elif source is None:
         transport = paramiko.Transport(("127.0.0.1", port))
     else:
         import socket

@@ -726,7 +726,7 @@ def test_socket_from_environment_and_before_the_subcommand(daemon, user):
 
 SUBCOMMANDS = [[], ["enable"], ["recovery-codes"], ["regenerate-recovery-codes"], ["disable"], ["status"],
                ["admin"], ["admin", "list"], ["admin", "status"], ["admin", "reset"], ["admin", "unlock"],
-               ["admin", "clock"]]
+               ["admin", "clock"], ["admin", "health"]]
 
 
 @pytest.mark.parametrize("path", SUBCOMMANDS, ids=lambda p: " ".join(p) or "twofactor")
@@ -756,6 +756,7 @@ def test_man_page_documents_every_subcommand_and_status():
     text = rendered.stdout
     for word in ("enable", "recovery-codes", "regenerate-recovery-codes", "disable", "status",
                  "admin list", "admin status", "admin reset", "admin unlock", "admin clock", "admin doctor",
+                 "admin health",
                  "--socket", "--json", "--code-stdin", "--qr-image", "--qr-format", "--force",
                  "TWOFACTOR_SOCKET", "EXIT STATUS", "FILES", "EXAMPLES"):
         assert word in text, word

@@ -77,7 +77,8 @@ def test_ordinary_user_manages_only_itself_and_no_admin_operations(daemon, make_
         assert answer.status == "permissionDenied", (op, answer)
     assert daemon.request("check", {"user": bob.name}).status == "enrolled"
     denied = audit_lines(daemon, "list ")
-    assert denied == [f"list account=- by={alice.name}(uid={alice.uid}) result=denied reason=permission-denied"]
+    assert denied == [f"list account=- by={alice.name}(uid={alice.uid}) result=denied reason=permission-denied"
+                      f" node={socket.gethostname()}"]
 
 
 def test_ordinary_user_enrolls_itself_and_proves_possession_for_changes(daemon, make_user):
@@ -604,4 +605,4 @@ def test_print_config_shows_every_key_with_its_effective_value(tmp_path):
         documented = [line[1:].split(" = ", 1)[0] for line in f
                       if line.startswith("#") and " = " in line and not line.startswith("# ")]
     assert sorted(values) == sorted(documented)
-    assert len(values) == 47  # 26, HOTP 2, login policy 8, the 11 store keys (store, postgres_*)
+    assert len(values) == 48  # 26, HOTP 2, login policy 8, the 11 store keys (store, postgres_*), node_name

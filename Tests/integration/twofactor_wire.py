@@ -16,7 +16,7 @@ OP = {
     "enrollBegin": 0x10, "enrollConfirm": 0x11, "enrollCancel": 0x12,
     "regenerateRecoveryCodes": 0x13, "disable": 0x14, "status": 0x15,
     "listAccounts": 0x20, "resetAccount": 0x21, "unlockAccount": 0x22,
-    "clockStatus": 0x30, "adminEnroll": 0x23,
+    "clockStatus": 0x30, "adminEnroll": 0x23, "health": 0x31,
 }
 STATUS = {
     0x00: "ok", 0x01: "accepted", 0x02: "enrolled", 0x03: "notEnrolled", 0x04: "exempt",
@@ -46,6 +46,9 @@ TAG = {
     "lastStep": (0x2A, "i64"), "replace": (0x2B, "bool"), "importedCodes": (0x2C, "bool"),
     "rule": (0x50, "text"), "ruleDetail": (0x51, "text"), "required": (0x52, "bool"),
     "phase": (0x53, "u8"), "qrText": (0x54, "text"),
+    "storeKind": (0x58, "text"), "storeLocation": (0x59, "text"), "storeReachable": (0x5A, "bool"),
+    "storeLatencyMicros": (0x5B, "i64"), "storeLastError": (0x5C, "text"),
+    "storeLastErrorAt": (0x5D, "u64"), "storeErrors": (0x5E, "u32"), "nodeName": (0x5F, "text"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}

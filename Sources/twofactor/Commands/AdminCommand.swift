@@ -25,11 +25,11 @@ struct Admin: ParsableCommand {
               sudo twofactor admin doctor
             """,
         subcommands: [AdminList.self, AdminStatus.self, AdminReset.self, AdminUnlock.self, AdminClock.self,
-                      AdminEnroll.self, AdminImportGoogleAuthenticator.self, AdminDoctor.self]
+                      AdminHealth.self, AdminEnroll.self, AdminImportGoogleAuthenticator.self, AdminDoctor.self]
     )
 
     func run() throws {
-        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock, clock, enroll, import-google-authenticator or doctor (see 'twofactor admin --help')")
+        throw CLIError(.usage, "an admin subcommand is needed: list, status, reset, unlock, clock, health, enroll, import-google-authenticator or doctor (see 'twofactor admin --help')")
     }
 }
 
