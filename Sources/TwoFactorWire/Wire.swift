@@ -99,6 +99,9 @@ public enum FieldTag: UInt8 {
     case clockCompensation = 0x49   // u8 bool
     case clockFalseticker = 0x4A    // text, repeated: a server outvoted by the others
     case clockCorrectionMicros = 0x4B // i64 offset verification time is corrected by; absent: not corrected
+    // Paging of listAccounts (an answer holds at most maxResponseLength bytes of accounts).
+    case listAfter = 0x50           // text, request: the page starts after this user (byte order); "" = first page
+    case listMore = 0x51            // u8 bool, answer: more accounts follow; ask again with listAfter = the last user
 }
 
 public enum VerificationMethod: UInt8 {

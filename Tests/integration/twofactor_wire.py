@@ -42,6 +42,7 @@ TAG = {
     "kernelSynchronized": (0x46, "bool"), "kernelErrorMicros": (0x47, "i64"),
     "clockRemedy": (0x48, "text"), "clockCompensation": (0x49, "bool"),
     "clockFalseticker": (0x4A, "text"), "clockCorrectionMicros": (0x4B, "i64"),
+    "listAfter": (0x50, "text"), "listMore": (0x51, "bool"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}
