@@ -109,6 +109,11 @@ let package = Package(
         // they can be unit-tested: the very files PAMTwoFactor compiles, through symlinks.
         .target(name: "PAMTwoFactorPure"),
 
+        // bench/run only (never installed): fills a store with enrolled accounts through the
+        // daemon's own rules, for the 1,000,000-account scale tier (BENCHMARKS.md).
+        .executableTarget(name: "twofactor-bench-populate", dependencies: ["TwoFactorDaemon", "TwoFactorCore"],
+                          path: "bench/populate", swiftSettings: [.swiftLanguageMode(.v5)]),
+
         .testTarget(name: "TwoFactorCoreTests", dependencies: ["TwoFactorCore"]),
         .testTarget(name: "PAMTwoFactorTests", dependencies: ["PAMTwoFactorPure"]),
         .testTarget(name: "TwoFactorDoctorTests", dependencies: ["TwoFactorDoctor"]),

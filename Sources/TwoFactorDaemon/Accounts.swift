@@ -542,8 +542,9 @@ public struct AccountRules: Sendable {
         return try status(of: account, transaction, moment)
     }
 
-    public func list(_ transaction: any AccountTransaction, at moment: Moment) throws -> [AccountStatus] {
-        try transaction.allAccounts().map { try status(of: $0, transaction, moment) }
+    /// Up to `limit` accounts whose names sort after `after` (byte order), from the first when nil.
+    public func list(_ transaction: any AccountTransaction, after: String?, limit: Int, at moment: Moment) throws -> [AccountStatus] {
+        try transaction.accounts(after: after, limit: limit).map { try status(of: $0, transaction, moment) }
     }
 
     private func status(of account: AccountRecord, _ transaction: any AccountTransaction, _ moment: Moment) throws -> AccountStatus {

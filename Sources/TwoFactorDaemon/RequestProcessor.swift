@@ -42,7 +42,7 @@ public final class RequestProcessor: Sendable {
         case .enrollBegin, .enrollConfirm, .enrollCancel, .regenerateRecoveryCodes, .disable, .status,
              .resetAccount, .unlockAccount, .adminEnroll:
             manageAccount(operation, request, caller, moment, respond)
-        case .listAccounts: list(caller, moment, respond)
+        case .listAccounts: list(request, caller, moment, respond)
         case .clockStatus: clockStatus(caller, respond)
         case .health: health(caller, respond)
         }
@@ -296,21 +296,41 @@ public final class RequestProcessor: Sendable {
         }
     }
 
-    private func list(_ caller: Caller, _ moment: Moment, _ respond: @escaping @Sendable (WireMessage) -> Void) {
+    /// Accounts read for one page of listAccounts. Each record is at most ~330 bytes (a 256-byte
+    /// name and the status fields), so a full page stays well under maxResponseLength; the byte
+    /// check below is the rule, this only bounds the rows read.
+    static let listPageRows = 2000
+
+    /// One page of accounts in name (byte) order. With `listAfter` the page starts after that
+    /// user and `listMore` says whether another follows. Without it (clients from before paging)
+    /// the answer must hold every account, or it is refused rather than silently cut short.
+    private func list(_ request: WireMessage, _ caller: Caller, _ moment: Moment, _ respond: @escaping @Sendable (WireMessage) -> Void) {
         guard caller.mayAdminister else {
             audit.management("list", account: nil, caller: caller, result: .denied, reason: .permissionDenied)
             respond(Self.answer(.permissionDenied, message: "only root and members of the admin group may list accounts"))
             return
         }
+        let paged = request.bytes(.listAfter) != nil
+        let afterBytes = request.bytes(.listAfter) ?? []
+        guard afterBytes.count <= Product.maxUserNameLength, let after = String(validating: afterBytes, as: UTF8.self) else {
+            audit.management("list", account: nil, caller: caller, result: .rejected, reason: .badRequest)
+            respond(Self.answer(.badRequest, message: "listAfter must be a user name"))
+            return
+        }
         let rules = self.rules, audit = self.audit
-        store.read({ try rules.list($0, at: moment) }) { result in
+        // The rows of one page and one more, to learn whether another page follows.
+        store.read({ try rules.list($0, after: after.isEmpty ? nil : after, limit: Self.listPageRows + 1, at: moment) }) { result in
             guard case .success(let accounts) = result else {
                 audit.management("list", account: nil, caller: caller, result: .error, reason: .internalError)
                 respond(Self.internalError())
                 return
             }
             var answer = WireMessage(status: .ok)
-            for account in accounts {
+            // version, code and the listMore field: what the accounts must leave room for.
+            var payloadLength = 2 + 4
+            var more = false
+            for (index, account) in accounts.enumerated() {
+                if index == Self.listPageRows { more = true; break }
                 var nested = WireMessage(code: 0)
                 Self.appendText(&nested, .user, account.name)
                 Self.appendStatus(&nested, account)
@@ -321,13 +341,21 @@ public final class RequestProcessor: Sendable {
                     respond(Self.internalError())
                     return
                 }
+                payloadLength += 3 + (answer.fields.last?.value.count ?? 0)
+                if payloadLength > WireProtocol.maxResponseLength {
+                    answer.fields.removeLast()
+                    more = true
+                    break
+                }
             }
-            if answer.encodedPayload().count > WireProtocol.maxResponseLength {
+            if more && !paged {
                 audit.management("list", account: nil, caller: caller, result: .error, reason: .internalError)
-                respond(Self.answer(.internalError, message: "too many accounts for one answer"))
+                respond(Self.answer(.internalError, message: "too many accounts for one answer; this client does not page (listAfter)"))
                 return
             }
-            audit.management("list", account: nil, caller: caller, result: .ok, reason: .ok)
+            if paged { answer.append(.listMore, bool: more) }
+            // One audit line per listing, at its first page.
+            if after.isEmpty { audit.management("list", account: nil, caller: caller, result: .ok, reason: .ok) }
             respond(answer)
         }
     }

@@ -130,6 +130,9 @@ public enum FieldTag: UInt8 {
     case storeLastErrorAt = 0x5D    // u64 unix seconds
     case storeErrors = 0x5E         // u32: store failures since the daemon started
     case nodeName = 0x5F            // text: node_name
+    // Paging of listAccounts (an answer holds at most maxResponseLength bytes of accounts).
+    case listAfter = 0x60           // text, request: the page starts after this user (byte order); "" = first page
+    case listMore = 0x61            // u8 bool, answer: more accounts follow; ask again with listAfter = the last user
 }
 
 public enum VerificationMethod: UInt8 {

@@ -126,25 +126,32 @@ struct TextTable {
     var header: [String]
     var rows: [[String]] = []
 
-    func rendered() -> String {
+    /// Each column as wide as its widest cell.
+    var widths: [Int] {
         var widths = header.map(\.count)
         for row in rows {
             for (column, cell) in row.enumerated() where column < widths.count {
                 widths[column] = max(widths[column], cell.count)
             }
         }
-        func line(_ cells: [String]) -> String {
-            var out = ""
-            for (column, cell) in cells.enumerated() {
-                if column == cells.count - 1 {
-                    out += cell
-                } else {
-                    out += cell + String(repeating: " ", count: widths[column] - cell.count + 2)
-                }
+        return widths
+    }
+
+    static func line(_ cells: [String], widths: [Int]) -> String {
+        var out = ""
+        for (column, cell) in cells.enumerated() {
+            if column == cells.count - 1 || column >= widths.count {
+                out += cell
+            } else {
+                out += cell + String(repeating: " ", count: max(0, widths[column] - cell.count) + 2)
             }
-            return out
         }
-        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+        return out
+    }
+
+    func rendered() -> String {
+        let widths = self.widths
+        return ([Self.line(header, widths: widths)] + rows.map { Self.line($0, widths: widths) }).joined(separator: "\n")
     }
 }
 

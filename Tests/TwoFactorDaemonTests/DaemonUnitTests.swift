@@ -218,6 +218,18 @@ class StoreAndRulesTests: XCTestCase {
         XCTAssertEqual(try write { try $0.allAccounts().map(\.name) }, ["after"])
     }
 
+    /// One page of admin list: names in byte order (as the CLI pages with listAfter), from after
+    /// the given name, at most `limit`.
+    func testAccountPagesFollowByteOrder() throws {
+        let names = ["b", "a", "B", "\u{e9}", "e\u{301}", "aa"]
+        for name in names { try write { try $0.save(AccountRecord(name: name)) } }
+        let byteOrder = names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        XCTAssertEqual(try write { try $0.accounts(after: nil, limit: 100).map(\.name) }, byteOrder)
+        XCTAssertEqual(try write { try $0.accounts(after: nil, limit: 2).map(\.name) }, Array(byteOrder.prefix(2)))
+        XCTAssertEqual(try write { try $0.accounts(after: byteOrder[1], limit: 3).map(\.name) }, Array(byteOrder[2..<5]))
+        XCTAssertEqual(try write { try $0.accounts(after: byteOrder.last!, limit: 3).map(\.name) }, [])
+    }
+
     func testFailingUnitDoesNotSpoilItsBatch() throws {
         struct Boom: Error {}
         let done = DispatchGroup()

@@ -49,6 +49,7 @@ TAG = {
     "storeKind": (0x58, "text"), "storeLocation": (0x59, "text"), "storeReachable": (0x5A, "bool"),
     "storeLatencyMicros": (0x5B, "i64"), "storeLastError": (0x5C, "text"),
     "storeLastErrorAt": (0x5D, "u64"), "storeErrors": (0x5E, "u32"), "nodeName": (0x5F, "text"),
+    "listAfter": (0x60, "text"), "listMore": (0x61, "bool"),
 }
 TAG_NAME = {tag: (name, kind) for name, (tag, kind) in TAG.items()}
 REPEATED = {"recoveryCode", "account", "clockFalseticker"}

@@ -78,6 +78,9 @@ public struct RecoveryCodeRecord: Sendable, Equatable {
 public protocol AccountTransaction {
     func account(named name: String) throws -> AccountRecord?
     func allAccounts() throws -> [AccountRecord]
+    /// Up to `limit` accounts in name order (bytewise, as SQLite's BINARY collation), starting
+    /// after `after` or from the first when nil: one page of admin list.
+    func accounts(after: String?, limit: Int) throws -> [AccountRecord]
     /// Inserts or updates the account row (its recovery codes are untouched).
     func save(_ account: AccountRecord) throws
     /// Deletes the account and its recovery codes.

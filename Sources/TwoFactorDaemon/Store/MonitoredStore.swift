@@ -46,6 +46,10 @@ public final class MonitoredStore: AccountStore, @unchecked Sendable {
         }
     }
 
+    /// The inner store's read without a thread hop (the fast path of `check`); its failures fall
+    /// back to `read`, which records them.
+    public func readNow<T>(_ body: (any AccountTransaction) throws -> T) -> T? { inner.readNow(body) }
+
     public func close() { inner.close() }
 
     /// Reads one account name as a probe; answers within `timeout` seconds whatever the store does.

@@ -617,6 +617,16 @@ final class PostgresTransaction: AccountTransaction {
         try rows("SELECT \(unescaped: Self.columns) FROM account ORDER BY name").map(Self.record)
     }
 
+    func accounts(after: String?, limit: Int) throws -> [AccountRecord] {
+        // name is the primary key, COLLATE "C": byte order, as in SQLite.
+        let limit = Int64(limit)
+        if let after {
+            return try rows("SELECT \(unescaped: Self.columns) FROM account WHERE name > \(after) ORDER BY name LIMIT \(limit)")
+                .map(Self.record)
+        }
+        return try rows("SELECT \(unescaped: Self.columns) FROM account ORDER BY name LIMIT \(limit)").map(Self.record)
+    }
+
     func save(_ account: AccountRecord) throws {
         let e = account.enrollment, p = account.pending
         let secret = e.map { Data($0.sealedSecret) }, pendingSecret = p.map { Data($0.sealedSecret) }

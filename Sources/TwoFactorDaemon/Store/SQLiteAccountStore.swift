@@ -305,6 +305,16 @@ struct SQLiteTransaction: AccountTransaction {
         try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM account ORDER BY name").map(Self.record)
     }
 
+    func accounts(after: String?, limit: Int) throws -> [AccountRecord] {
+        // name is the primary key: both forms walk its index, no sort.
+        if let after {
+            return try Row.fetchAll(try db.cachedStatement(sql: "SELECT \(Self.columns) FROM account WHERE name > ? ORDER BY name LIMIT ?"),
+                                    arguments: [after, limit]).map(Self.record)
+        }
+        return try Row.fetchAll(try db.cachedStatement(sql: "SELECT \(Self.columns) FROM account ORDER BY name LIMIT ?"),
+                                arguments: [limit]).map(Self.record)
+    }
+
     func save(_ account: AccountRecord) throws {
         let e = account.enrollment, p = account.pending
         try db.cachedStatement(sql: """

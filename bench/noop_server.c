@@ -1,0 +1,69 @@
+/* The ceiling for bench/run's daemon load test: a server on the same kind of socket (Unix stream)
+ * that reads protocol v1 frames and answers each at once with a valid reply, one thread per
+ * connection, doing no other work. What the load generator measures against it is the cost of
+ * the transport and the client; what twofactord adds on top is its own.
+ *
+ *   noop_server SOCKET_PATH      (runs until killed; prints "listening" when ready)
+ * Answers: check -> enrolled; verify -> accepted + method TOTP + recoveryCodesLeft 8; else ok.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int io_all(int fd, uint8_t *p, size_t n, int writing) {
+    while (n) {
+        ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r; n -= r;
+    }
+    return 0;
+}
+
+static void *serve(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    uint8_t req[8192], h[4];
+    static const uint8_t accepted[] = {0, 0, 0, 13, 1, 0x01, 0x10, 0, 1, 1, 0x11, 0, 4, 0, 0, 0, 8};
+    static const uint8_t enrolled[] = {0, 0, 0, 2, 1, 0x02};
+    static const uint8_t ok[] = {0, 0, 0, 2, 1, 0x00};
+    for (;;) {
+        if (io_all(fd, h, 4, 0)) break;
+        size_t n = (size_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
+        if (n < 2 || n > sizeof req || io_all(fd, req, n, 0)) break;
+        const uint8_t *answer = req[1] == 0x02 ? accepted : req[1] == 0x01 ? enrolled : ok;
+        size_t len = answer == accepted ? sizeof accepted : answer == enrolled ? sizeof enrolled : sizeof ok;
+        if (io_all(fd, (uint8_t *)answer, len, 1)) break;
+    }
+    close(fd);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) { fprintf(stderr, "usage: noop_server SOCKET_PATH\n"); return 2; }
+    signal(SIGPIPE, SIG_IGN);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
+    unlink(argv[1]);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 1024)) { perror("noop_server"); return 1; }
+    printf("listening\n");
+    fflush(stdout);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (;;) {
+        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) { if (errno == EINTR) continue; perror("accept"); continue; }
+        pthread_t t;
+        if (pthread_create(&t, &attr, serve, (void *)(intptr_t)c)) close(c);
+    }
+}
