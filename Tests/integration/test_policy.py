@@ -43,7 +43,9 @@ def asked_for_code(done):
 
 
 def check_lines(daemon, account):
-    return [line for line in daemon.log().splitlines() if line.startswith(f"check account={account} ")]
+    """The account's check lines, without the node=NAME every line ends with (test_fleet_tools)."""
+    return [re.sub(r" node=\S+$", "", line) for line in daemon.log().splitlines()
+            if line.startswith(f"check account={account} ")]
 
 
 # --- exempt_networks -----------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def test_sshd_logins_from_an_exempt_and_a_non_exempt_address(daemon_factory, mak
 # --- the audit log's JSON form and journal fields --------------------------------------------------
 
 def test_audit_format_json_writes_one_object_per_line_with_stable_keys(daemon_factory, user, pam_service):
-    daemon = daemon_factory(audit_format="json", max_failures=2)
+    daemon = daemon_factory(audit_format="json", max_failures=2, node_name="node-a")
     enrollment = daemon.enroll(user.name)
     service = pam_service(stack(daemon))
     for _ in range(2):
@@ -179,17 +181,17 @@ def test_audit_format_json_writes_one_object_per_line_with_stable_keys(daemon_fa
     events = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
     assert all(isinstance(e, dict) and list(e)[:2] == ["time", "event"] for e in events), events
     verifies = [e for e in events if e["event"] == "verify"]
-    assert list(verifies[0]) == ["time", "event", "account", "service", "rhost", "tty", "method", "result", "reason"]
+    assert list(verifies[0]) == ["time", "event", "account", "service", "rhost", "tty", "method", "result", "reason", "node"]
     assert verifies[0] | {"time": None} == {"time": None, "event": "verify", "account": user.name, "service": service,
                                             "rhost": "192.0.2.77", "tty": "pts/3", "method": None,
-                                            "result": "rejected", "reason": "wrong-code"}
+                                            "result": "rejected", "reason": "wrong-code", "node": "node-a"}
     lockout = [e for e in events if e["event"] == "lockout"]
-    assert lockout and list(lockout[0]) == ["time", "event", "account", "until", "failures", "rhost"]
+    assert lockout and list(lockout[0]) == ["time", "event", "account", "until", "failures", "rhost", "node"]
     assert lockout[0]["rhost"] == "192.0.2.77" and lockout[0]["failures"] == 2
     unknown = [e for e in events if e["event"] == "check" and e["reason"] == "unknown-user"]
     assert unknown and unknown[0]["account"] == crafted and unknown[0]["rhost"] == "192.0.2.78", unknown
     assert list(unknown[0]) == ["time", "event", "account", "service", "rhost", "tty", "rule", "detail",
-                                "result", "reason"]
+                                "result", "reason", "node"]
     management = [e for e in events if e["event"] == "enroll-confirm"]
     assert management and management[0]["by"] == "root" and management[0]["uid"] == 0
     assert datetime.datetime.fromisoformat(events[0]["time"].replace("Z", "+00:00")).tzinfo is not None
