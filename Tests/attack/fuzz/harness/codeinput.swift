@@ -6,7 +6,9 @@
 // Input: first byte picks the digits (6, 7 or 8), the rest is the answer as typed.
 // Properties checked on every input:
 //  - .totp(s): s is exactly `digits` ASCII digits and the answer is those digits plus spaces.
-//  - .recovery(r): r is 12 characters of the recovery alphabet, is its own normal form, and is
+//  - .recovery(r) for an imported google-authenticator scratch code: 8 digits (only where TOTP
+//    codes are shorter), the answer without spaces.
+//  - .recovery(r) otherwise: r is 12 characters of the recovery alphabet, is its own normal form, and is
 //    the answer uppercased without spaces and dashes.
 //  - .invalid(e): e fits the answer (empty means nothing but spaces, tooLong means over
 //    CodeShape.maxLength bytes, notUTF8, a control character, a wrong length that is wrong).
@@ -21,6 +23,10 @@ import TwoFactorCore
 @inline(never)
 func fail(_ message: String) -> Never {
     fatalError("codeinput property violated: \(message)")
+}
+
+func isScratchCode(_ code: String) -> Bool {
+    code.utf8.count == GoogleAuthenticatorFile.scratchCodeLength && code.utf8.allSatisfy(CodeShape.isDigit)
 }
 
 func uppercased(_ byte: UInt8) -> UInt8 { (97...122).contains(byte) ? byte - 32 : byte }
@@ -40,6 +46,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         if bytes.count != digits || !bytes.allSatisfy(CodeShape.isDigit) { fail("totp \(code) for \(digits) digits") }
         if significant != bytes { fail("totp \(code) is not the answer without spaces") }
         if CodeInput.classify(bytes, digits: digits) != result { fail("totp normal form classifies differently") }
+    case .recovery(let code) where isScratchCode(code):
+        // An imported google-authenticator scratch code: 8 digits, only where codes are shorter.
+        let bytes = Array(code.utf8)
+        if digits == GoogleAuthenticatorFile.scratchCodeLength { fail("scratch code \(code) on an 8-digit account") }
+        if significant != bytes { fail("scratch code \(code) is not the answer without spaces") }
+        if CodeInput.classify(bytes, digits: digits) != result { fail("scratch code normal form classifies differently") }
     case .recovery(let code):
         let bytes = Array(code.utf8)
         if bytes.count != RecoveryCodes.length { fail("recovery code of \(bytes.count) characters") }
@@ -67,13 +79,17 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     // The module must not refuse, before asking the daemon, anything the daemon would accept.
     let accepted: Bool
+    var scratch = false
+    if case .recovery(let code) = result { scratch = isScratchCode(code) }
     switch result {
     case .totp, .recovery: accepted = true
     case .invalid: accepted = false
     }
     answer.withUnsafeBufferPointer { buffer in
         if accepted && !CodeShape.isPlausibleCode(buffer) { fail("the module refuses an answer the daemon accepts") }
-        if accepted && !CodeShape.looksLikeCode(buffer, digits: digits) { fail("try_first_pass would not take a code the daemon accepts") }
+        // try_first_pass and forward_pass take TOTP and recovery codes, not scratch codes
+        // (pam_twofactor(8)): a scratch code is typed at the module's own prompt.
+        if accepted && !scratch && !CodeShape.looksLikeCode(buffer, digits: digits) { fail("try_first_pass would not take a code the daemon accepts") }
     }
     for byte in answer {
         let module = CodeShape.recoveryCharacter(byte).map { Character(Unicode.Scalar($0)) }
@@ -85,6 +101,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var typedForms: [[UInt8]] = []
     switch result {
     case .totp(let code): typedForms = [Array(code.utf8)]
+    case .recovery(let code) where isScratchCode(code): break
     case .recovery(let code): typedForms = [Array(RecoveryCodes.display(code).utf8), Array(RecoveryCodes.display(code).lowercased().utf8)]
     case .invalid: break
     }

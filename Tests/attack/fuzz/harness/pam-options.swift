@@ -9,7 +9,8 @@
 //    (the default one, for forward_pass or not, when no prompt= holds).
 //  - socket=, daemon_user=, prompt=, timeout=, failmode= and digits=: the last one wins, a bad last
 //    one means the default; a good socket is absolute and shorter than sun_path.
-//  - debug, require, forward_pass, use_first_pass and try_first_pass are set exactly when given
+//  - debug, require, forward_pass, enroll_at_login, use_first_pass and try_first_pass are set
+//    exactly when given
 //    (use_first_pass wins over try_first_pass).
 //  - complaints: exactly one per unknown option or bad value, in argv order, each naming that very
 //    argument (the same pointer), none for a good one; the problem is one printable line.
@@ -47,8 +48,9 @@ func number(_ bytes: Bytes) -> Int? {
 let sunPathSize = 108
 
 /// The flags, by bit number in `Expectation.flags`.
-enum Flag: Int, CaseIterable { case debug, require, useFirstPass, tryFirstPass, forwardPass }
-let flagNames: [[UInt8]] = ["debug", "require", "use_first_pass", "try_first_pass", "forward_pass"].map(bytes)
+enum Flag: Int, CaseIterable { case debug, require, useFirstPass, tryFirstPass, forwardPass, enrollAtLogin }
+let flagNames: [[UInt8]] = ["debug", "require", "use_first_pass", "try_first_pass", "forward_pass",
+                            "enroll_at_login"].map(bytes)
 
 /// The options with a value, by index in `Expectation.last`.
 enum Key: Int, CaseIterable { case socket, daemonUser, timeout, prompt, failmode, digits }
@@ -188,6 +190,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if options.debug != isGiven(.debug) { fail("debug") }
     if options.require != isGiven(.require) { fail("require") }
     if options.forwardPass != isGiven(.forwardPass) { fail("forward_pass") }
+    if options.enrollAtLogin != isGiven(.enrollAtLogin) { fail("enroll_at_login") }
     let source: AnswerSource = isGiven(.useFirstPass) ? .useFirstPass : isGiven(.tryFirstPass) ? .tryFirstPass : .prompt
     if options.answerSource != source { fail("answer source \(options.answerSource), expected \(source)") }
 
