@@ -16,6 +16,15 @@ final class CodeInputTests: XCTestCase {
         XCTAssertEqual(classify("1234567", digits: 7), .totp("1234567"))
     }
 
+    /// Imported google-authenticator scratch codes (8 digits, 0 and 1 included) are recovery
+    /// codes where TOTP codes are shorter; on an 8-digit account 8 digits stay a TOTP code.
+    func testEightDigitScratchCodesAreRecoveryCodesOnShorterAccounts() {
+        XCTAssertEqual(classify("10234567"), .recovery("10234567"))
+        XCTAssertEqual(classify("1023 4567", digits: 7), .recovery("10234567"))
+        XCTAssertEqual(classify("10234567", digits: 8), .totp("10234567"))
+        XCTAssertEqual(classify("1023456"), .invalid(.wrongLength(expected: 6, got: 7)))
+    }
+
     func testWrongLengthDigits() {
         XCTAssertEqual(classify("12345"), .invalid(.wrongLength(expected: 6, got: 5)))
         XCTAssertEqual(classify("1234567"), .invalid(.wrongLength(expected: 6, got: 7)))
