@@ -1,8 +1,9 @@
 // bench/run only, never installed: fills a twofactord store with enrolled accounts much faster
 // than over the socket, for the 1,000,000-account scale tier. It runs the daemon's own code on
-// the daemon's own files: the key file and store named by a twofactord.conf, AccountRules'
-// enrollBegin + enrollConfirm (a sealed secret, eight hashed recovery codes) in store units that
-// the SQLite store commits in groups. Run it while no daemon uses that store.
+// the daemon's own files: the key file and store named by a twofactord.conf (its SQLite file or
+// its PostgreSQL database, `store = postgresql`), AccountRules' enrollBegin + enrollConfirm (a
+// sealed secret, eight hashed recovery codes) in store units that the store commits in groups.
+// Run it while no daemon uses that store.
 //
 //   twofactor-bench-populate --config twofactord.conf --count N --prefix P --out ACCOUNTS
 // ACCOUNTS gets "name base32secret confirmed_step" lines (mode 0600): what bench/loadgen reads.
@@ -32,10 +33,11 @@ do { config = try ConfigParser.load(path: configPath, missingIsDefault: false) }
 try? FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
                                          attributes: [.posixPermissions: 0o700])
 let rules: AccountRules
-let store: SQLiteAccountStore
+let store: any AccountStore
 do {
     rules = AccountRules(policy: AccountPolicy(config: config), keys: DerivedKeys(master: try KeyFile.loadOrCreate(path: config.keyFile)))
-    store = try SQLiteAccountStore(path: config.databasePath)
+    // The store the daemon would open with this config: its SQLite file or its PostgreSQL database.
+    store = try StoreLocation.configured(config).open(mustExist: false)
 } catch { fail("\(error)") }
 
 guard FileManager.default.createFile(atPath: outPath, contents: nil, attributes: [.posixPermissions: 0o600]),
