@@ -27,8 +27,11 @@ guard let configPath = options["--config"], let count = Int(options["--count"] ?
     fail("usage: --config twofactord.conf --count N --prefix P --out ACCOUNTS")
 }
 
-let config: DaemonConfig
+var config: DaemonConfig
 do { config = try ConfigParser.load(path: configPath, missingIsDefault: false) } catch { fail("\(error)") }
+// The PostgreSQL store gives each batch of queued units postgres_timeout (2 s by default, a
+// login's budget); the thousands of enrollments queued here take longer than that in one batch.
+config.postgres.timeout = max(config.postgres.timeout, 600)
 // As the daemon creates it; the daemon checks it again when it starts.
 try? FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
                                          attributes: [.posixPermissions: 0o700])
@@ -45,6 +48,7 @@ guard FileManager.default.createFile(atPath: outPath, contents: nil, attributes:
 let lock = NSLock()
 var lines: [String] = []
 var failures = 0
+var firstFailure: String?
 let inFlight = DispatchSemaphore(value: 20_000)  // bounds memory; the writer batches what is queued
 let done = DispatchGroup()
 
@@ -62,7 +66,11 @@ for index in 0..<count {
         return "\(name) \(Base32.encode(start.secret)) \(now / Int64(start.parameters.period))\n"
     }) { result in
         lock.lock()
-        if case .success(let line?) = result { lines.append(line) } else { failures += 1 }
+        switch result {
+        case .success(let line?): lines.append(line)
+        case .success(nil): failures += 1; firstFailure = firstFailure ?? "an enrollment was refused by AccountRules"
+        case .failure(let error): failures += 1; firstFailure = firstFailure ?? "store: \(error)"
+        }
         if lines.count >= 10_000 { out.write(Data(lines.joined().utf8)); lines.removeAll(keepingCapacity: true) }
         lock.unlock()
         inFlight.signal()
@@ -73,4 +81,4 @@ done.wait()
 out.write(Data(lines.joined().utf8))
 try? out.close()
 store.close()
-if failures > 0 { fail("\(failures) of \(count) enrollments failed") }
+if failures > 0 { fail("\(failures) of \(count) enrollments failed (the first: \(firstFailure ?? "?"))") }
