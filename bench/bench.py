@@ -11,6 +11,10 @@ Everything runs against private copies: the daemon under test is the built twofa
 private socket, store and key (the test kit's Daemon), PAM services are /etc/pam.d/<unique name>
 naming the built module by its absolute path, users are throwaway (useradd) and all of it is
 removed on every exit path. Nothing is installed. Needs root.
+
+--store postgresql runs every daemon under test (and bench/populate) on a private PostgreSQL
+cluster of the test kit (Tests/integration/pg_kit.py: initdb on a free 127.0.0.1 port, removed
+on every exit path), one fresh database per daemon; the store size is then pg_database_size.
 """
 import argparse
 import base64
@@ -39,6 +43,8 @@ def parse_args():
     p.add_argument("--million", action="store_true", help="add the 1,000,000-account scale tier (long)")
     p.add_argument("--sizes", help="comma-separated scale tiers instead of 10000,100000[,1000000]")
     p.add_argument("--only", default="login,cycles,load,scale", help="comma-separated benchmarks to run")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="the daemon's store: its SQLite file (default) or a private PostgreSQL cluster")
     p.add_argument("--out", required=True, help="where the JSON results go (the Markdown goes beside it)")
     return p.parse_args()
 
@@ -49,6 +55,7 @@ os.environ["TWOFACTOR_CLI"] = os.path.join(ARGS.bin_dir, "twofactor")
 os.environ["TWOFACTOR_PAM_MODULE"] = os.path.join(ARGS.bin_dir, "libpam_twofactor.so")
 sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
 import helpers  # noqa: E402  (reads the paths above at import)
+import pg_kit  # noqa: E402
 
 SMOKE = ARGS.smoke
 LOGIN_ROUNDS = 3 if SMOKE else 90
@@ -90,10 +97,55 @@ class Cleanup:
 CLEANUP = Cleanup()
 
 
-def start_daemon():
-    d = helpers.Daemon(None, DAEMON_SETTINGS)
+class Postgres:
+    """--store postgresql: one private cluster for the whole run (main() destroys it on every
+    exit path), a fresh database for each daemon, dropped after that daemon stops."""
+
+    cluster = None
+
+    @classmethod
+    def start(cls):
+        if not pg_kit.available():
+            sys.exit("bench/run --store postgresql: needs Debian's postgresql package (scripts/packages.txt)")
+        log("postgresql: starting a private cluster (Tests/integration/pg_kit.py)")
+        cls.cluster = pg_kit.PostgresCluster()
+        version = cls.cluster.psql("SHOW server_version")[0]
+        log(f"postgresql: {version} on 127.0.0.1:{cls.cluster.port}")
+        return version
+
+    @classmethod
+    def destroy(cls):
+        if cls.cluster is not None:
+            cls.cluster.destroy()
+            cls.cluster = None
+
+    @classmethod
+    def new_database(cls):
+        name = cls.cluster.create_database()
+        # Added before the daemon's destroy, so it runs after it (Cleanup undoes in reverse).
+        CLEANUP.add(lambda: cls.cluster and cls.cluster.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return name
+
+    @classmethod
+    def size(cls, database):
+        return int(cls.cluster.psql(f"SELECT pg_database_size('{database}')")[0])
+
+
+def new_daemon():
+    """The daemon under test (not started), on the store --store names; destroyed by CLEANUP."""
+    settings = dict(DAEMON_SETTINGS)
+    database = None
+    if ARGS.store == "postgresql":
+        database = Postgres.new_database()
+        settings.update(Postgres.cluster.daemon_config(database))
+    d = helpers.Daemon(None, settings)
+    d.pg_database = database
     CLEANUP.add(d.destroy)
-    return d.start()
+    return d
+
+
+def start_daemon():
+    return new_daemon().start()
 
 
 def new_user(prefix):
@@ -289,6 +341,8 @@ def bench_load(workdir, daemon, accounts, count):
 # --- scale --------------------------------------------------------------------------------------
 
 def store_bytes(daemon):
+    if daemon.pg_database:
+        return Postgres.size(daemon.pg_database)
     total = 0
     for name in os.listdir(daemon.state_dir):
         total += os.path.getsize(os.path.join(daemon.state_dir, name))
@@ -335,8 +389,7 @@ def populate(daemon, workdir, count, prefix):
 
 def bench_scale(workdir, size, keep=False):
     log(f"scale: {size} accounts")
-    daemon = helpers.Daemon(None, DAEMON_SETTINGS)
-    CLEANUP.add(daemon.destroy)
+    daemon = new_daemon()
     bulk, bulk_rate = 0, None
     parts = []
     if size > BULK_ABOVE:
@@ -391,7 +444,10 @@ def machine():
 
 def markdown(results):
     lines = [f"# bench/run results ({'smoke, figures meaningless' if SMOKE else 'full'})", "",
-             f"date: {results['date']}  machine: {results['machine']}", ""]
+             f"date: {results['date']}  machine: {results['machine']}", "",
+             f"store: {results['store']}" + (f" (PostgreSQL {results['postgresql_version']}, private cluster on "
+                                            "127.0.0.1; store MB is pg_database_size)"
+                                            if results['store'] == 'postgresql' else ""), ""]
     if "login" in results:
         lines += ["## Login latency (pamtester wall time, median)", "",
                   "| stack | median ms | over pam_permit ms | ratio to google-authenticator's overhead |",
@@ -441,7 +497,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="tfbench-", dir="/tmp")
     results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "mode": "smoke" if SMOKE else "full", "machine": machine(),
-               "build": ARGS.bin_dir}
+               "build": ARGS.bin_dir, "store": ARGS.store}
     errors = {}
 
     def section(name, body):
@@ -473,6 +529,8 @@ def main():
             del results["scale"]
 
     try:
+        if ARGS.store == "postgresql":
+            results["postgresql_version"] = Postgres.start()
         if "login" in only:
             section("login", lambda: results.__setitem__("login", bench_login(workdir)))
         if "cycles" in only:
@@ -481,6 +539,7 @@ def main():
             section("scale/load", scale_and_load)
     finally:
         CLEANUP.run()
+        Postgres.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
     results["errors"] = errors
     with open(ARGS.out, "w") as f:
@@ -505,10 +564,12 @@ def main():
         verdicts["scale"] = bool(results.get("scale")) and all(
             r["admin_list"]["complete"] and set(r["verify_1_client"]["statuses"]) <= {"accepted"}
             for r in results["scale"]) and len(results["scale"]) == len(SCALE_SIZES)
+    # Named by store when it is not the default, so scripts/test-all's two runs read apart.
+    label = "" if ARGS.store == "sqlite" else f"{ARGS.store}/"
     for name, ok in verdicts.items():
-        print(f"bench-result: {name} {'passed' if ok else 'failed'}")
+        print(f"bench-result: {label}{name} {'passed' if ok else 'failed'}")
     for name, error in errors.items():
-        print(f"bench-error: {name}: {error}")
+        print(f"bench-error: {label}{name}: {error}")
     sys.exit(0 if all(verdicts.values()) and not errors else 1)
 
 if __name__ == "__main__":

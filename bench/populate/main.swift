@@ -1,8 +1,9 @@
 // bench/run only, never installed: fills a twofactord store with enrolled accounts much faster
 // than over the socket, for the 1,000,000-account scale tier. It runs the daemon's own code on
-// the daemon's own files: the key file and store named by a twofactord.conf, AccountRules'
-// enrollBegin + enrollConfirm (a sealed secret, eight hashed recovery codes) in store units that
-// the SQLite store commits in groups. Run it while no daemon uses that store.
+// the daemon's own files: the key file and store named by a twofactord.conf (its SQLite file or
+// its PostgreSQL database, `store = postgresql`), AccountRules' enrollBegin + enrollConfirm (a
+// sealed secret, eight hashed recovery codes) in store units that the store commits in groups.
+// Run it while no daemon uses that store.
 //
 //   twofactor-bench-populate --config twofactord.conf --count N --prefix P --out ACCOUNTS
 // ACCOUNTS gets "name base32secret confirmed_step" lines (mode 0600): what bench/loadgen reads.
@@ -26,16 +27,20 @@ guard let configPath = options["--config"], let count = Int(options["--count"] ?
     fail("usage: --config twofactord.conf --count N --prefix P --out ACCOUNTS")
 }
 
-let config: DaemonConfig
+var config: DaemonConfig
 do { config = try ConfigParser.load(path: configPath, missingIsDefault: false) } catch { fail("\(error)") }
+// The PostgreSQL store gives each batch of queued units postgres_timeout (2 s by default, a
+// login's budget); the thousands of enrollments queued here take longer than that in one batch.
+config.postgres.timeout = max(config.postgres.timeout, 600)
 // As the daemon creates it; the daemon checks it again when it starts.
 try? FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
                                          attributes: [.posixPermissions: 0o700])
 let rules: AccountRules
-let store: SQLiteAccountStore
+let store: any AccountStore
 do {
     rules = AccountRules(policy: AccountPolicy(config: config), keys: DerivedKeys(master: try KeyFile.loadOrCreate(path: config.keyFile)))
-    store = try SQLiteAccountStore(path: config.databasePath)
+    // The store the daemon would open with this config: its SQLite file or its PostgreSQL database.
+    store = try StoreLocation.configured(config).open(mustExist: false)
 } catch { fail("\(error)") }
 
 guard FileManager.default.createFile(atPath: outPath, contents: nil, attributes: [.posixPermissions: 0o600]),
@@ -43,6 +48,7 @@ guard FileManager.default.createFile(atPath: outPath, contents: nil, attributes:
 let lock = NSLock()
 var lines: [String] = []
 var failures = 0
+var firstFailure: String?
 let inFlight = DispatchSemaphore(value: 20_000)  // bounds memory; the writer batches what is queued
 let done = DispatchGroup()
 
@@ -60,7 +66,11 @@ for index in 0..<count {
         return "\(name) \(Base32.encode(start.secret)) \(now / Int64(start.parameters.period))\n"
     }) { result in
         lock.lock()
-        if case .success(let line?) = result { lines.append(line) } else { failures += 1 }
+        switch result {
+        case .success(let line?): lines.append(line)
+        case .success(nil): failures += 1; firstFailure = firstFailure ?? "an enrollment was refused by AccountRules"
+        case .failure(let error): failures += 1; firstFailure = firstFailure ?? "store: \(error)"
+        }
         if lines.count >= 10_000 { out.write(Data(lines.joined().utf8)); lines.removeAll(keepingCapacity: true) }
         lock.unlock()
         inFlight.signal()
@@ -71,4 +81,4 @@ done.wait()
 out.write(Data(lines.joined().utf8))
 try? out.close()
 store.close()
-if failures > 0 { fail("\(failures) of \(count) enrollments failed") }
+if failures > 0 { fail("\(failures) of \(count) enrollments failed (the first: \(firstFailure ?? "?"))") }
