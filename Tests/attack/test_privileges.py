@@ -14,7 +14,8 @@ from attack_kit import (  # noqa: F401  (fixtures are found by name)
 )
 
 OPS = ["check", "verify", "enrollBegin", "enrollConfirm", "enrollCancel", "regenerateRecoveryCodes",
-       "disable", "status", "listAccounts", "resetAccount", "unlockAccount", "clockStatus", "adminEnroll"]
+       "disable", "status", "listAccounts", "resetAccount", "unlockAccount", "clockStatus", "adminEnroll",
+       "health"]
 CALLERS = ["root", "owner", "other", "admin", "nopasswd"]
 
 Y, N = True, False
@@ -38,13 +39,15 @@ MATRIX = {
     "clockStatus":             dict(root=Y, owner=N, other=N, admin=Y, nopasswd=N),
     # Setting a key the caller chose is root's alone (PROTOCOL.md, adminEnroll).
     "adminEnroll":             dict(root=Y, owner=N, other=N, admin=N, nopasswd=N),
+    # The store's state and this node's name: an administrator's view, like clockStatus.
+    "health":                  dict(root=Y, owner=N, other=N, admin=Y, nopasswd=N),
 }
 # The answer of an allowed request, in the state the cell prepares (PROTOCOL.md, "Operations").
 ALLOWED_ANSWER = {
     "check": "enrolled", "verify": "accepted", "enrollBegin": "ok", "enrollConfirm": "ok",
     "enrollCancel": "ok", "regenerateRecoveryCodes": "ok", "disable": "ok", "status": "ok",
     "listAccounts": "ok", "resetAccount": "ok", "unlockAccount": "ok", "clockStatus": "ok",
-    "adminEnroll": "ok",
+    "adminEnroll": "ok", "health": "ok",
 }
 
 
@@ -132,7 +135,7 @@ def prepare(scene, op):
     if op in ("regenerateRecoveryCodes", "disable"):
         # Every caller brings a valid code: only the caller decides the answer.
         return {"user": user, "code": e.recovery_codes[0]}, unchanged
-    if op in ("listAccounts", "clockStatus"):
+    if op in ("listAccounts", "clockStatus", "health"):
         return {}, unchanged
     return {"user": user}, unchanged
 
