@@ -4,6 +4,7 @@
 import CTwoFactorSystem
 import Foundation
 import Logging
+import TwoFactorCore
 import TwoFactorWire
 
 /// How an audited request ended: the `result=` word of every audit line.
@@ -312,23 +313,7 @@ public final class AuditLog: Sendable {
     /// A JSON string literal: quotes, backslashes and control characters escaped, so a crafted
     /// user name can never end the string or the line.
     static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f || (0x2028...0x2029).contains(scalar.value) {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        JSONString.quoted(text)
     }
 
     /// A journal field value: one line of printable text (the native protocol's simple form).

@@ -1,6 +1,7 @@
 // Output for people (times, tables) and for programs (JSON with stable, ordered keys).
 #if canImport(Glibc)
 import Glibc
+import TwoFactorCore
 #endif
 
 /// A JSON value that keeps object keys in the order they were given, so output is stable.
@@ -46,24 +47,7 @@ indirect enum JSON {
     }
 
     static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        JSONString.quoted(text)
     }
 
     /// Prints the value on stdout followed by a newline.
