@@ -23,7 +23,7 @@ import pytest
 import twofactor_wire as wire
 from race_kit import ATTACK_CONFIG, LONG, count
 from figures import record
-from helpers import Daemon, totp, unique_name
+from helpers import Daemon, totp, unique_name, wait_until_group_gone
 
 KILLS = count("TWOFACTOR_ATTACK_KILLS", 15, 200)
 WORKERS = 6          # one account each, all at once
@@ -293,6 +293,7 @@ def stop_session(process):
     except ProcessLookupError:
         pass
     process.wait()
+    wait_until_group_gone(process.pid)
 
 
 def fresh_start_files(daemon):

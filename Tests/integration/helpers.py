@@ -301,6 +301,32 @@ def parse_enable_screen(screen):
 
 # --- the daemon ---------------------------------------------------------------------------------
 
+def process_group_members(pgid):
+    """Pids of the processes of group `pgid` still running (zombies do not count: their files
+    and sockets are already closed)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, _ppid, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry))
+    return members
+
+
+def wait_until_group_gone(pgid, timeout=10):
+    """Waits until no process of group `pgid` runs. Reaping the group's leader is not enough:
+    a child it started (the daemon under strace or faketime) dies a moment later, and until then
+    it still holds its socket, where a restarted daemon's first client would land."""
+    deadline = time.time() + timeout
+    while process_group_members(pgid) and time.time() < deadline:
+        time.sleep(0.02)
+
+
 class Daemon:
     """The real twofactord binary on a private socket, store and key, NTP off, log on stderr."""
 
@@ -376,9 +402,7 @@ class Daemon:
         # Make sure nothing of ours is left, and wait until it is gone: a restart must not find
         # the old daemon still holding the socket.
         self._signal_group(signal.SIGKILL)
-        deadline = time.time() + 10
-        while self._group_members() and time.time() < deadline:
-            time.sleep(0.02)
+        wait_until_group_gone(self.process.pid)
         code = self.process.returncode
         self.process = None
         if self._log_file:
@@ -387,19 +411,7 @@ class Daemon:
         return code
 
     def _group_members(self):
-        """Pids of the processes of the daemon's group still running (zombies do not count)."""
-        members = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    state, _ppid, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
-            except (OSError, ValueError):
-                continue
-            if int(pgrp) == self.process.pid and state != "Z":
-                members.append(int(entry))
-        return members
+        return process_group_members(self.process.pid)
 
     def _signal_group(self, sig):
         try:
