@@ -63,8 +63,11 @@ extension Authentication {
     /// Counts a grace login (the daemon does, for `check` in this phase) and, with
     /// enroll_at_login, refuses the credentials of an account that still must enroll: the
     /// enrollment was skipped (no `account ... pam_twofactor.so enroll_at_login` line in the
-    /// stack), and auth let it through only for that. A daemon that does not answer changes
-    /// nothing here: auth has judged the login already.
+    /// stack), and auth let it through only for that. libpam counts this refusal only where
+    /// pam_authenticate ran on another handle (sshd's keyboard-interactive); on the same handle
+    /// it applies the action auth's PAM_IGNORE chose, "ignore", so the log line is what is left
+    /// (the doctor reports the missing line). A daemon that does not answer changes nothing
+    /// here: auth has judged the login already.
     mutating func establishCredentials() -> Int32 {
         // Once per PAM handle: an application may establish credentials more than once per login.
         var seen: UnsafeRawPointer? = nil

@@ -218,6 +218,8 @@ public struct TwoFactorOptions: Sendable {
     public var forwardPass: Bool
     public enum Source: Sendable { case prompt, useFirstPass, tryFirstPass }
     public var source: Source
+    /// `enroll_at_login`: needed on the auth line and on an account line (pam_twofactor(8)).
+    public var enrollAtLogin: Bool
     /// What the module would complain about (unknown options, bad values).
     public var complaints: [String]
 
@@ -236,6 +238,7 @@ public struct TwoFactorOptions: Sendable {
         require = options.require
         failOpen = options.failMode == .open
         forwardPass = options.forwardPass
+        enrollAtLogin = options.enrollAtLogin
         switch options.answerSource {
         case .prompt: source = .prompt
         case .useFirstPass: source = .useFirstPass

@@ -47,14 +47,20 @@ public struct StackAnalysis {
     public var emptyPasswordAccounts: [String]?
     /// The code alone is acceptable (sshd checked a key first); else it is a finding.
     public var codeAloneAccepted: Bool
+    /// The application runs pam_authenticate on another PAM handle than pam_setcred (sshd's
+    /// keyboard-interactive: a process of its own), so a refusal in pam_setcred counts there.
+    public var authenticatesApart: Bool
 
-    public init(missingSeverity: Severity = .hole, emptyPasswordAccounts: [String]? = [], codeAloneAccepted: Bool = false) {
+    public init(missingSeverity: Severity = .hole, emptyPasswordAccounts: [String]? = [], codeAloneAccepted: Bool = false,
+                authenticatesApart: Bool = false) {
         self.missingSeverity = missingSeverity
         self.emptyPasswordAccounts = emptyPasswordAccounts
         self.codeAloneAccepted = codeAloneAccepted
+        self.authenticatesApart = authenticatesApart
     }
 
-    public func judge(_ stack: PamStack, caller: Caller) -> StackVerdict {
+    /// `account`: the service's account stack, for enrollment at login (nil: not checked).
+    public func judge(_ stack: PamStack, caller: Caller, account: PamStack? = nil) -> StackVerdict {
         let area = "pam:\(stack.service)"
         var findings: [Finding] = stack.problems.map {
             Finding(.warning, area: area, check: "pam.syntax", title: "a line libpam cannot use", detail: $0,
@@ -178,6 +184,9 @@ public struct StackAnalysis {
                                     title: "\(stack.service): nullok lets an empty password in", detail: detail,
                                     fix: "remove nullok from pam_unix (common-auth: run `pam-auth-update` or edit the line), or give those accounts a password"))
         }
+        if let account {
+            findings += enrollmentAtLogin(auth: stack, account: account)
+        }
         switch verdict.unenrolled {
         case "refused":
             findings.append(Finding(.info, area: area, check: "pam.require",
@@ -195,6 +204,41 @@ public struct StackAnalysis {
         }
         verdict.findings = findings
         return verdict
+    }
+
+    /// Enrollment at login takes two lines: the auth line lets an account that must enroll past
+    /// the password (PAM_IGNORE), and an account line enrolls it. With the auth line alone, the
+    /// module refuses such an account in pam_setcred, but libpam judges pam_setcred by the
+    /// actions that pam_authenticate's answers chose on the same handle (the chain is frozen),
+    /// and for PAM_IGNORE that is "ignore": the password alone logs in. Only where
+    /// pam_authenticate ran on another handle (sshd's keyboard-interactive) does the refusal
+    /// count, and such accounts are locked out instead. With the account line alone, auth
+    /// refuses such an account before enrollment is offered.
+    func enrollmentAtLogin(auth: PamStack, account: PamStack) -> [Finding] {
+        let area = "pam:\(auth.service)"
+        let authLines = auth.twoFactorRules.filter { TwoFactorOptions($0.arguments).enrollAtLogin }
+        let accountLines = account.twoFactorRules.filter { TwoFactorOptions($0.arguments).enrollAtLogin }
+        let fix = "add `account required pam_twofactor.so enroll_at_login` after `@include common-account` in \(auth.file) (see pam.d/sshd-enroll-at-login.example), or remove enroll_at_login from the auth line (such accounts are then refused)"
+        if let line = authLines.first, accountLines.isEmpty {
+            let missing = "\(line.label) lets an account that the login policy requires but that has not enrolled past auth (PAM_IGNORE) for an account line to enroll it, and no `account ... pam_twofactor.so enroll_at_login` line is in the account stack."
+            if authenticatesApart {
+                return [Finding(.warning, area: area, check: "pam.enroll-at-login-account",
+                                title: "\(auth.service): accounts that must enroll are refused, never enrolled",
+                                detail: missing + " The module then refuses them in pam_setcred (sshd runs the auth phase apart, so that refusal counts).",
+                                fix: fix)]
+            }
+            return [Finding(.hole, area: area, check: "pam.enroll-at-login-account",
+                            title: "\(auth.service): an account that must enroll logs in with the password alone",
+                            detail: missing + " Enforcement lapses: the module's refusal in pam_setcred is logged but does not count, because libpam judges pam_setcred by the answers pam_authenticate gave on the same handle.",
+                            fix: fix)]
+        }
+        if let line = accountLines.first, authLines.isEmpty, !auth.twoFactorRules.isEmpty {
+            return [Finding(.info, area: area, check: "pam.enroll-at-login-auth",
+                            title: "\(auth.service): enrollment at login is never offered",
+                            detail: "\(line.label) would enroll, but the auth line has no enroll_at_login, so auth refuses an account that must enroll before the account phase.",
+                            fix: "add enroll_at_login to the auth line of pam_twofactor as well")]
+        }
+        return []
     }
 
     /// How a login got in without the code, in terms of the rules that did it.

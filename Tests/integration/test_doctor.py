@@ -45,6 +45,9 @@ EXPECTED = {
     "sshd-usepam-no": (2, {"sshd.usepam-no"}),
     "sshd-match-publickey": (2, {"sshd.publickey-only"}),
     "sshd-password-method": (1, {"sshd.password-method"}),
+    "shipped-enroll-at-login": (0, set()),
+    "enroll-at-login-sudo-no-account": (2, {"pam.enroll-at-login-account"}),
+    "enroll-at-login-sshd-no-account": (1, {"pam.enroll-at-login-account"}),
 }
 
 
@@ -186,6 +189,29 @@ def test_ignore_then_permit_lets_an_unenrolled_account_in_on_nothing(daemon, use
     service = install(pam_service, "ignore-then-permit", "sshd", daemon.socket)
     ok, output = login(service, user, [])
     assert ok, output
+
+
+@pytest.mark.parametrize("name, service", [("enroll-at-login-sudo-no-account", "sudo"), ("shipped-enroll-at-login", "sshd")])
+def test_enroll_at_login_needs_its_account_line(name, service, daemon_factory, user, pam_service):
+    """What the doctor's hole stands for. Enforcement on, an account that has not enrolled, the
+    password only, one PAM handle (as sudo and su use it). Without the account line,
+    pam_authenticate, pam_acct_mgmt and pam_setcred all succeed (the module's refusal in setcred
+    is shown, and libpam ignores it: the chain frozen by pam_authenticate's PAM_IGNORE). With the
+    shipped stack, pam_acct_mgmt begins the enrollment and refuses without a code from the app.
+    (sshd, which authenticates on a handle of its own, does refuse at setcred: test_policy.)"""
+    daemon = daemon_factory(enforce="yes")
+    service = install(pam_service, name, service, daemon.socket)
+    done = subprocess.run(["pamtester", "-v", service, user.name, "authenticate", "acct_mgmt", "setcred"],
+                          input=(user.password + "\n").encode(), capture_output=True, timeout=60)
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    assert "successfully authenticated" in output, output
+    if name == "enroll-at-login-sudo-no-account":
+        assert done.returncode == 0 and "credential info has successfully been set" in output, output
+        assert "required for this account but is not set up" in output, output  # the setcred refusal, shown
+    else:
+        assert done.returncode != 0 and "account management done" not in output, output
+        assert "enroll-begin account=" + user.name in daemon.log(), daemon.log()
+    assert daemon.request("status", {"user": user.name})["isEnrolled"] is False
 
 
 def test_rootok_in_sshd_lets_anyone_in(daemon, user, pam_service):

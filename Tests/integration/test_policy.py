@@ -468,9 +468,10 @@ def test_enrollment_at_login_never_follows_a_failed_first_factor_in_pamtester(da
 
 
 def test_without_the_account_line_an_owed_enrollment_is_refused_at_setcred(daemon_factory, make_user):
-    """enroll_at_login on the auth line alone lets the password through auth; pam_setcred (on
-    the same auth line) then refuses, so a stack missing the account line is no way around
-    enforcement."""
+    """sshd: enroll_at_login on the auth line alone lets the password through auth; pam_setcred (on
+    the same auth line) then refuses. This holds for sshd's keyboard-interactive only, which runs
+    pam_authenticate in a process of its own, so the handle that runs pam_setcred has no chain
+    frozen by auth's PAM_IGNORE (sudo and su are not so: test_doctor's enroll_at_login test)."""
     daemon = daemon_factory(enforce="yes")
     person = make_user(prefix="tfs")
     lines = [l for l in enroll_stack(daemon) if not (l.startswith("account") and "enroll_at_login" in l)]

@@ -151,8 +151,8 @@ struct Doctor {
             let caller = Caller(service: name, disallowNullAuthtok: name == "sshd" && !permitEmpty)
             let analysis = StackAnalysis(missingSeverity: name == "login" || name == "su" ? .warning : .hole,
                                          emptyPasswordAccounts: emptyPasswords,
-                                         codeAloneAccepted: name == "sshd")
-            let verdict = analysis.judge(stack, caller: caller)
+                                         codeAloneAccepted: name == "sshd", authenticatesApart: name == "sshd")
+            let verdict = analysis.judge(stack, caller: caller, account: pam.stack(name, type: "account"))
             findings += verdict.findings
             let protected = verdict.hasTwoFactor && verdict.asksCode && verdict.ownerGetsIn && !verdict.passwordAlone && !verdict.nothing
             entryPoints.append(EntryPoint(verdict: verdict, protected: protected))
