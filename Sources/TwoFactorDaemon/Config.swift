@@ -116,15 +116,15 @@ public enum ConfigParser {
             func fail(_ message: String) -> ConfigError { ConfigError(file: file, line: lineNumber, message: message) }
             var line = Substring(rawLine)
             if line.hasSuffix("\r") { line = line.dropLast() }
-            // A comment starts at a '#' that begins the line or follows white space.
+            // A comment starts at a '#' that begins the line, follows white space or begins a value.
             if let hash = commentStart(line) { line = line[..<hash] }
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmingCharacters(in: Self.blanks)
             if trimmed.isEmpty { continue }
             guard let equals = trimmed.firstIndex(of: "=") else {
                 throw fail("expected 'key = value', got '\(printable(trimmed))'")
             }
-            let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
-            let value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            let key = trimmed[..<equals].trimmingCharacters(in: Self.blanks)
+            let value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: Self.blanks)
             if let first = seen[key] { throw fail("'\(printable(key))' is already set on line \(first)") }
             seen[key] = lineNumber
 
@@ -147,12 +147,24 @@ public enum ConfigParser {
         return config
     }
 
+    /// What is trimmed around keys and values: white space, and a carriage return, which no
+    /// value can keep (`--print-config` ends its lines right after the value).
+    static let blanks = CharacterSet.whitespaces.union(CharacterSet(charactersIn: "\r"))
+
+    /// '#' right after the first '=' counts as after white space, so "key =#x" is "key = #x"
+    /// (an empty value): a value never begins with '#', and `--print-config`, which writes
+    /// "key = value", reads back the same.
     static func commentStart(_ line: Substring) -> Substring.Index? {
         var previous: Character = " "
+        var inValue = false
         for index in line.indices {
             let character = line[index]
             if character == "#" && (previous == " " || previous == "\t") { return index }
             previous = character
+            if character == "=" && !inValue {
+                inValue = true
+                previous = " "
+            }
         }
         return nil
     }

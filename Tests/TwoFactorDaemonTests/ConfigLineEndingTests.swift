@@ -21,4 +21,25 @@ final class ConfigLineEndingTests: XCTestCase {
             XCTAssertEqual((error as? ConfigError)?.description, "x.conf:2: expected 'key = value', got 'window 3'")
         }
     }
+
+    // Found by the config fuzzer's --print-config round trip: "postgres_database=#\t#" was the
+    // database "#" (a '#' not after white space), printed as "postgres_database = #", which reads
+    // back as a comment and an empty value the daemon refuses to start with.
+    func testAValueNeverBeginsWithHash() throws {
+        XCTAssertThrowsError(try ConfigParser.parse("issuer =#x\n", file: "x.conf")) { error in
+            XCTAssertEqual((error as? ConfigError)?.line, 1)
+        }
+        XCTAssertEqual(try ConfigParser.parse("issuer = a=#b # note\n", file: "x.conf").issuer, "a=#b")
+        var config = try ConfigParser.parse("issuer = Corp #1\n", file: "x.conf")
+        XCTAssertEqual(config.issuer, "Corp")
+        config.issuer = "x#y"
+        XCTAssertEqual(try ConfigParser.parse(ConfigKeys.effectiveConfig(config), file: "x.conf"), config)
+    }
+
+    // "socket = /a\r " (a CR, then a space) kept the CR in the path, and --print-config's
+    // "socket = /a\r\n" read back as "/a": a carriage return around a value is trimmed.
+    func testACarriageReturnAroundAValueIsTrimmed() throws {
+        XCTAssertEqual(try ConfigParser.parse("socket = /a\r \n", file: "x.conf").socket, "/a")
+        XCTAssertEqual(try ConfigParser.parse("socket = \r/a\n", file: "x.conf").socket, "/a")
+    }
 }
