@@ -32,6 +32,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "socket_io.h"
 
 enum { OP_CHECK = 1, OP_VERIFY = 2, OP_ENROLL_BEGIN = 0x10, OP_ENROLL_CONFIRM = 0x11 };
 enum { TAG_USER = 1, TAG_CODE = 2, TAG_SERVICE = 3, TAG_SECRET = 0x20 };
@@ -135,16 +136,6 @@ static size_t frame(uint8_t *buf, int code, const char *user, const char *otp) {
     uint32_t len = n - 4;
     buf[0] = len >> 24; buf[1] = len >> 16; buf[2] = len >> 8; buf[3] = len;
     return n;
-}
-
-static int io_all(int fd, uint8_t *p, size_t n, int writing) {
-    while (n) {
-        ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r; n -= r;
-    }
-    return 0;
 }
 
 /* One round trip; the answer's payload lands in resp (up to cap bytes). Returns its length. */

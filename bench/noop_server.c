@@ -17,16 +17,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-static int io_all(int fd, uint8_t *p, size_t n, int writing) {
-    while (n) {
-        ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r; n -= r;
-    }
-    return 0;
-}
+#include "socket_io.h"
 
 static void *serve(void *arg) {
     int fd = (int)(intptr_t)arg;
