@@ -467,7 +467,7 @@ def test_enrollment_at_login_never_follows_a_failed_first_factor_in_pamtester(da
     assert status_of(daemon, user.name) == (False, False)
 
 
-def test_without_the_account_line_an_owed_enrollment_is_refused_at_setcred(daemon_factory, make_user):
+def test_sshd_without_the_account_line_refuses_an_owed_enrollment_at_setcred(daemon_factory, make_user):
     """sshd: enroll_at_login on the auth line alone lets the password through auth; pam_setcred (on
     the same auth line) then refuses. This holds for sshd's keyboard-interactive only, which runs
     pam_authenticate in a process of its own, so the handle that runs pam_setcred has no chain
