@@ -108,15 +108,15 @@ public struct AuditEvent: Sendable, Equatable {
 
     /// One JSON object, keys in a fixed order: `time` (UTC, ISO 8601), `event`, then the fields.
     public func jsonLine(time: Double) -> String {
-        var line = "{\"time\":\(AuditLog.jsonString(AuditLog.preciseTimestamp(time))),\"event\":\(AuditLog.jsonString(name))"
+        var line = "{\"time\":\(JSONString.quoted(AuditLog.preciseTimestamp(time))),\"event\":\(JSONString.quoted(name))"
         for field in fields {
             let json: String = switch field.value {
-            case .text(let value): value.map { AuditLog.jsonString(String($0.unicodeScalars.prefix(256))) } ?? "null"
-            case .word(let word): AuditLog.jsonString(word)
+            case .text(let value): value.map { JSONString.quoted(String($0.unicodeScalars.prefix(256))) } ?? "null"
+            case .word(let word): JSONString.quoted(word)
             case .number(let number): "\(number)"
             case .rendered(_, let json): json
             }
-            line += ",\(AuditLog.jsonString(field.key)):\(json)"
+            line += ",\(JSONString.quoted(field.key)):\(json)"
         }
         return line + "}"
     }
@@ -280,7 +280,7 @@ public final class AuditLog: Sendable {
         var event = AuditEvent("ntp-falseticker")
         event.add("server", .text(server))
         event.add("offset", .rendered(text: String(format: "%+.3fs", offsetSeconds), json: String(format: "%.3f", offsetSeconds)))
-        event.add("agree", .rendered(text: "\(agree)/\(sources)", json: Self.jsonString("\(agree)/\(sources)")))
+        event.add("agree", .rendered(text: "\(agree)/\(sources)", json: JSONString.quoted("\(agree)/\(sources)")))
         event.add("truechimers", .text(truechimers.joined(separator: ",")))
         write(event, priority: LOG_WARNING)
     }
@@ -290,7 +290,7 @@ public final class AuditLog: Sendable {
     public func lockout(account: String, until: Int64, failures: Int, remoteHost: String? = nil) {
         var event = AuditEvent("lockout")
         event.add("account", .text(account))
-        event.add("until", .rendered(text: Self.timestamp(until), json: Self.jsonString(Self.timestamp(until))))
+        event.add("until", .rendered(text: Self.timestamp(until), json: JSONString.quoted(Self.timestamp(until))))
         event.add("failures", .number(Int64(failures)))
         event.add("rhost", .text(remoteHost))
         write(event, priority: LOG_WARNING)
@@ -308,12 +308,6 @@ public final class AuditLog: Sendable {
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.string(from: Date(timeIntervalSince1970: unixTime))
-    }
-
-    /// A JSON string literal: quotes, backslashes and control characters escaped, so a crafted
-    /// user name can never end the string or the line.
-    static func jsonString(_ text: String) -> String {
-        JSONString.quoted(text)
     }
 
     /// A journal field value: one line of printable text (the native protocol's simple form).

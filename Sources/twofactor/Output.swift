@@ -1,8 +1,8 @@
 // Output for people (times, tables) and for programs (JSON with stable, ordered keys).
 #if canImport(Glibc)
 import Glibc
-import TwoFactorCore
 #endif
+import TwoFactorCore
 
 /// A JSON value that keeps object keys in the order they were given, so output is stable.
 indirect enum JSON {
@@ -23,7 +23,7 @@ indirect enum JSON {
         switch self {
         case .array(let items): return "[" + items.map { $0.compact() }.joined(separator: ", ") + "]"
         case .object(let members):
-            return "{" + members.map { JSON.quote($0.0) + ": " + $0.1.compact() }.joined(separator: ", ") + "}"
+            return "{" + members.map { JSONString.quoted($0.0) + ": " + $0.1.compact() }.joined(separator: ", ") + "}"
         default: return rendered()
         }
     }
@@ -32,7 +32,7 @@ indirect enum JSON {
         let pad = String(repeating: "  ", count: indent)
         let inner = String(repeating: "  ", count: indent + 1)
         switch self {
-        case .string(let text): return JSON.quote(text)
+        case .string(let text): return JSONString.quoted(text)
         case .int(let number): return String(number)
         case .bool(let flag): return flag ? "true" : "false"
         case .null: return "null"
@@ -41,13 +41,9 @@ indirect enum JSON {
             return "[\n" + items.map { inner + $0.rendered(indent: indent + 1) }.joined(separator: ",\n") + "\n" + pad + "]"
         case .object(let members):
             if members.isEmpty { return "{}" }
-            return "{\n" + members.map { inner + JSON.quote($0.0) + ": " + $0.1.rendered(indent: indent + 1) }
+            return "{\n" + members.map { inner + JSONString.quoted($0.0) + ": " + $0.1.rendered(indent: indent + 1) }
                 .joined(separator: ",\n") + "\n" + pad + "}"
         }
-    }
-
-    static func quote(_ text: String) -> String {
-        JSONString.quoted(text)
     }
 
     /// Prints the value on stdout followed by a newline.

@@ -388,7 +388,7 @@ class Daemon:
             # Under a wrapper (faketime forks the daemon) only the daemon is signalled: the wrapper
             # then exits by itself and cleans up (a killed faketime leaves its semaphore behind,
             # and a later faketime that gets the same pid fails).
-            wrapped = [pid for pid in self._group_members() if pid != self.process.pid]
+            wrapped = [pid for pid in process_group_members(self.process.pid) if pid != self.process.pid]
             for pid in wrapped or [self.process.pid]:
                 try:
                     os.kill(pid, sig)
@@ -409,9 +409,6 @@ class Daemon:
             self._log_file.close()
             self._log_file = None
         return code
-
-    def _group_members(self):
-        return process_group_members(self.process.pid)
 
     def _signal_group(self, sig):
         try:
