@@ -20,9 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
         // Graceful shutdown (Sources/TwoFactorDaemon/Lifecycle/GracefulShutdown.swift says why):
-        // signal trapping that cannot lose an early SIGTERM, and NIO's connection quiescing.
+        // signal trapping that cannot lose an early SIGTERM.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", exact: "1.35.2"),
         // The PostgreSQL store (Store/PostgresAccountStore.swift), with TLS through NIOSSL.
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
@@ -57,7 +56,6 @@ let package = Package(
                 "TwoFactorCore", "TwoFactorWire", "CTwoFactorSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),

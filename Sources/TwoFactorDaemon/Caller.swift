@@ -49,7 +49,8 @@ public struct Caller: Sendable, Equatable {
 /// Resolves uids to names and admin membership through NSS on every request. No cache: a
 /// deleted account's uid can be handed to a new user at once, and a removal from the admin group
 /// must take effect at once. Root, the PAM module's caller, needs no lookup at all.
-/// NSS calls may block (LDAP, SSSD): `caller` must not run on an event loop (see Server.swift).
+/// NSS calls may block (LDAP, SSSD): `caller` runs on the asking connection's own thread
+/// (Server/ClientConnection.swift), so it holds up no one else.
 public final class UserDirectory: Sendable {
     let adminGroup: String
     /// Root's login name, for ownership of root's own account and the audit log; looked up once

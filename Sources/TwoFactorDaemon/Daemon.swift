@@ -2,9 +2,6 @@
 // adopted from systemd), readiness notification, and a clean stop on SIGTERM/SIGINT.
 import Foundation
 import Logging
-import NIOCore
-import NIOExtras
-import NIOPosix
 
 public enum DaemonExit: Error, CustomStringConvertible {
     /// A configuration or environment problem an administrator must fix (exit status 78).
@@ -47,8 +44,7 @@ public final class Daemon: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         // Everything the daemon creates is private unless it says otherwise (the socket is chmod'ed).
         umask(0o077)
-        let counters = ServerCounters()
-        let shutdown = GracefulShutdown(counters: counters)
+        let shutdown = GracefulShutdown()
         // Before anything else, so that a stop sent while starting is not lost: it takes effect
         // once the server listens.
         let signals = StopSignals.trap { shutdown.request($0) }
@@ -72,41 +68,32 @@ public final class Daemon: @unchecked Sendable {
         let processor = RequestProcessor(store: store, rules: AccountRules(policy: AccountPolicy(config: config), keySource: keys),
                                          clock: clock, audit: audit, loginPolicy: LoginPolicy(config: config),
                                          node: config.nodeName)
-        // One event loop for the listening socket and every connection. The loop only frames
-        // and routes requests (the store and the NSS lookups run elsewhere), so one is plenty;
-        // and with the accepting and the accepted channel on one loop, NIO's accept path never
-        // hops between loops, so no hop can still be pending when the loop stops. With several
-        // loops, a connection accepted as the daemon stopped made NIO log "Cannot schedule tasks
-        // on an EventLoop that has already shut down".
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let lookups = NIOThreadPool(numberOfThreads: CallerResolver.lookupThreads)
-        lookups.start()
-        let resolver = CallerResolver(directory: UserDirectory(adminGroup: config.adminGroup), pool: lookups)
-
-        let server: Channel
+        let server: SocketServer
         let socketFile: SocketFile?
         do {
-            (server, socketFile) = try listen(group: group, processor: processor, resolver: resolver, counters: counters,
-                                              shutdown: shutdown)
+            (server, socketFile) = try listen(processor: processor)
         } catch {
             clock.stop()
             store.close()
-            try? lookups.syncShutdownGracefully()
-            try? group.syncShutdownGracefully()
             throw error
         }
+        shutdown.attach(server)
 
         audit.start(version: Self.version, socket: socketFile?.path ?? "adopted:\(config.socket)",
                     database: config.storeName, pid: getpid())
         Systemd.notify("READY=1\nSTATUS=Serving on \(socketFile?.path ?? "the socket from systemd")\nMAINPID=\(getpid())")
 
-        try? server.closeFuture.wait()
+        do {
+            try server.run()
+        } catch {
+            Systemd.notify("STOPPING=1")
+            clock.stop()
+            store.close()
+            socketFile?.removeIfStillOurs()
+            throw error
+        }
         Systemd.notify("STOPPING=1")
         shutdown.waitUntilDrained()
-        // Lookups first (any left after the drain timeout): the ones still queued then fail on a
-        // live event loop and are answered "busy".
-        try? lookups.syncShutdownGracefully()
-        try? group.syncShutdownGracefully()
         clock.stop()
         store.close()
         socketFile?.removeIfStillOurs()
@@ -114,31 +101,20 @@ public final class Daemon: @unchecked Sendable {
         return 0
     }
 
-    /// Listens on the socket from systemd, or else on a socket file of our own. The bootstrap and
-    /// the quiescing helper live only in here, so that nothing but `shutdown` holds the helper
-    /// once the server is up (see GracefulShutdown.waitUntilDrained).
-    private func listen(group: EventLoopGroup, processor: RequestProcessor, resolver: CallerResolver,
-                        counters: ServerCounters, shutdown: GracefulShutdown) throws(DaemonExit) -> (Channel, SocketFile?) {
-        let quiescing = ServerQuiescingHelper(group: group)
-        let bootstrap = ServerFactory.bootstrap(
-            group: group, settings: ServerSettings(maxConnections: config.maxConnections, readTimeout: config.readTimeout),
-            processor: processor, resolver: resolver, counters: counters, quiescing: quiescing)
-        var socketFile: SocketFile?
+    /// The server on the socket from systemd, or else on a socket file of our own.
+    private func listen(processor: RequestProcessor) throws(DaemonExit) -> (SocketServer, SocketFile?) {
+        let settings = ServerSettings(maxConnections: config.maxConnections, readTimeout: config.readTimeout)
+        let directory = UserDirectory(adminGroup: config.adminGroup)
+        if let adopted = try Systemd.adoptedSocket() {
+            return (try SocketServer(listener: adopted, settings: settings, processor: processor, directory: directory), nil)
+        }
+        let (socketFile, fd) = try SocketFile.bind(path: config.socket, mode: Int(config.socketMode))
         do {
-            let server: Channel
-            if let adopted = try Systemd.adoptedSocket() {
-                server = try bootstrap.withBoundSocket(adopted).wait()
-            } else {
-                let fd: Int32
-                (socketFile, fd) = try SocketFile.bind(path: config.socket, mode: Int(config.socketMode))
-                server = try bootstrap.withBoundSocket(fd).wait()
-            }
-            shutdown.attach(quiescing, server: server)
-            return (server, socketFile)
+            return (try SocketServer(listener: fd, settings: settings, processor: processor, directory: directory), socketFile)
         } catch {
-            socketFile?.removeIfStillOurs()
-            if let exit = error as? DaemonExit { throw exit }
-            throw .failure("cannot listen on \(config.socket): \(error)")
+            close(fd)
+            socketFile.removeIfStillOurs()
+            throw error
         }
     }
 

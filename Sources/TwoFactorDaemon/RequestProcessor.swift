@@ -35,9 +35,11 @@ public final class RequestProcessor: Sendable {
             respond(Self.answer(.unknownOperation, message: "unknown operation 0x\(String(request.code, radix: 16))"))
             return
         }
-        let moment = Moment(now: wallClock(), otpTime: clock.verificationTime())
+        let now = wallClock()
+        var moment: Moment { Moment(now: now, otpTime: clock.verificationTime()) }
         switch operation {
-        case .check: check(request, caller, moment, respond)
+        // `check` compares no code, so it skips the clock check's reading of the kernel clock.
+        case .check: check(request, caller, Moment(now: now, otpTime: now), respond)
         case .verify: verify(request, caller, moment, respond)
         case .enrollBegin, .enrollConfirm, .enrollCancel, .regenerateRecoveryCodes, .disable, .status,
              .resetAccount, .unlockAccount, .adminEnroll:
@@ -76,7 +78,7 @@ public final class RequestProcessor: Sendable {
             return try rules.decide(transaction, user: user, remoteHost: remoteHost, policy: policy,
                              membership: { GroupMembership.of(user) }, at: moment, countGraceLogin: counting)
         }
-        // Off the event loop (the store's threads): the group lookups go through NSS.
+        // Runs where the store answers: the connection's thread or the store's read queue.
         let completion: @Sendable (Result<(PolicyDecision, Int?), StoreError>) -> Void = { result in
             guard case .success(let (decision, used)) = result else {
                 audit.check(account: user, service: service, remoteHost: remoteHost, tty: tty, rule: "-", detail: nil,
@@ -109,7 +111,8 @@ public final class RequestProcessor: Sendable {
             store.write(decide, completion: completion)
         } else if !policy.looksUpGroups, let decided = store.readNow(decide) {
             // Usually answered right here, on the connection's thread, with no hop to the store's
-            // threads; not when the policy must ask NSS about groups (that may block).
+            // threads; not when the policy must ask NSS about groups (that may block, and would
+            // hold one of the store's few immediate readers meanwhile).
             completion(.success(decided))
         } else {
             store.read(decide, completion: completion)

@@ -19,4 +19,17 @@ twofactor_kernel_clock twofactor_read_kernel_clock(void);
 /// Peer credentials of a connected Unix socket (SO_PEERCRED). Returns 0 on success.
 int twofactor_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
+/// accept4(2) with SOCK_CLOEXEC, and pipe2(2) with O_CLOEXEC | O_NONBLOCK: GNU extensions that
+/// Swift's Glibc module does not export.
+int twofactor_accept_cloexec(int fd);
+int twofactor_pipe_cloexec_nonblock(int fds[2]);
+
+/// An epoll instance for one thread that waits to accept: `listener` registered with
+/// EPOLLEXCLUSIVE (a new connection wakes one waiting thread, not all) and `wake` without it (a
+/// byte written there wakes every one). The instance's descriptor, or -1.
+int twofactor_accept_waiter(int listener, int wake);
+/// Waits on such an instance: 1 when `listener` may have a connection, 0 when `wake` was written,
+/// -1 when the listening socket failed (closed under the daemon).
+int twofactor_accept_wait(int waiter, int listener);
+
 #endif

@@ -232,7 +232,7 @@ struct NTPRound {
     }
 }
 
-/// The monitor's mutable state, behind a lock (logins read it from NIO threads).
+/// The monitor's mutable state, behind a lock (logins read it from the connections' threads).
 private final class ClockMonitorState: @unchecked Sendable {
     private let lock = NSLock()
     private var current = ClockObservations()

@@ -1,22 +1,16 @@
 // Graceful shutdown: SIGTERM or SIGINT stops accepting, lets every connection finish the request
 // it is working on (a client that already shut down its sending side still gets that answer),
-// and waits a bounded time for the connections to close before the event loops stop.
+// and waits a bounded time for the connections to close (SocketServer, ConnectionRegistry).
 //
-// Why these libraries rather than hand-made equivalents:
-// - UnixSignalsSequence (swift-service-lifecycle's UnixSignals product) returns only once the
-//   signal handlers are registered. The hand-made DispatchSource it replaces was armed
-//   asynchronously after SIGTERM had been set to SIG_IGN, so a SIGTERM in that gap was dropped and
-//   the daemon ran on (testSigtermDuringStartUpIsNotLost). ServiceGroup itself is not used: the
-//   daemon runs one server whose start-up and stop are strictly ordered (store, clock, socket,
-//   then READY=1; drain, lookups, event loops, clock, store), which a group of concurrently
-//   started services does not express, and it would add swift-async-algorithms to the build.
-// - ServerQuiescingHelper (swift-nio-extras) tracks every accepted connection, tells each to
-//   quiesce and completes a promise when the last one has closed: no polling of a request
-//   counter, and idle connections are closed at once instead of when the event loop stops.
+// Why swift-service-lifecycle's UnixSignalsSequence rather than a hand-made equivalent: it returns
+// only once the signal handlers are registered. The hand-made DispatchSource it replaced was armed
+// asynchronously after SIGTERM had been set to SIG_IGN, so a SIGTERM in that gap was dropped and
+// the daemon ran on (testSigtermDuringStartUpIsNotLost). ServiceGroup itself is not used: the
+// daemon runs one server whose start-up and stop are strictly ordered (store, clock, socket, then
+// READY=1; drain, clock, store), which a group of concurrently started services does not express,
+// and it would add swift-async-algorithms to the build.
 import Dispatch
 import Foundation
-import NIOCore
-import NIOExtras
 import UnixSignals
 
 /// The stop signals, trapped before anything else so that none sent during start-up is lost.
@@ -35,20 +29,15 @@ enum StopSignals {
     }
 }
 
-/// A stop request, which may arrive before the listening channel exists, and the drain after it.
+/// A stop request, which may arrive before the server exists.
 final class GracefulShutdown: @unchecked Sendable {
     /// How long the stop waits for connections to finish their request (a wedged store or
-    /// directory must not stall it for ever); then the event loops close what is left.
-    static let drainTimeout: TimeAmount = .seconds(10)
+    /// directory must not stall it for ever); the daemon then exits with the rest unanswered.
+    static let drainTimeout = 10.0
 
     private let lock = NSLock()
-    private let counters: ServerCounters
-    private var quiescing: ServerQuiescingHelper?
-    private var drained: EventLoopPromise<Void>?
-    private var initiated = false
+    private var server: SocketServer?
     private var stopReason: AuditReason?
-
-    init(counters: ServerCounters) { self.counters = counters }
 
     /// Why the daemon stopped: the signal, or .closed when the listening socket closed by itself.
     var reason: AuditReason { lock.lock(); defer { lock.unlock() }; return stopReason ?? .closed }
@@ -57,52 +46,28 @@ final class GracefulShutdown: @unchecked Sendable {
     func request(_ why: AuditReason) {
         lock.lock()
         if stopReason == nil { stopReason = why }
+        let server = self.server
         lock.unlock()
-        begin()
+        server?.stop()
     }
 
-    /// The server listens on `server`: a stop requested while starting takes effect now.
-    func attach(_ quiescing: ServerQuiescingHelper, server: Channel) {
+    /// The server is about to run: a stop requested while starting takes effect now.
+    func attach(_ server: SocketServer) {
         lock.lock()
-        self.quiescing = quiescing
-        // On the server's loop, where the helper completes it.
-        drained = server.eventLoop.makePromise()
+        self.server = server
         let stopping = stopReason != nil
         lock.unlock()
-        if stopping { begin() }
+        if stopping { server.stop() }
     }
 
-    /// Stops accepting and tells every connection to finish; does so once.
-    func begin() {
-        // First, so a connection set up after its quiesce event went by still sees it (the
-        // server's child initializer checks it).
-        counters.beginDraining()
-        lock.lock()
-        let quiescing = self.quiescing, drained = self.drained
-        let first = quiescing != nil && !initiated
-        if first { initiated = true }
-        lock.unlock()
-        if first { quiescing?.initiateShutdown(promise: drained) }
-    }
-
-    /// Waits until every connection is closed or `drainTimeout` passed, then lets go of the
-    /// quiescing helper: it must be gone before the event loops stop (its deinit completes a
-    /// promise on one of them).
+    /// After the server's accepting loop ended: tells every connection to finish (the loop may
+    /// have ended by itself) and waits until they have, at most `drainTimeout`.
     func waitUntilDrained() {
-        begin()
         lock.lock()
-        let drained = self.drained
+        let server = self.server
         lock.unlock()
-        if let drained {
-            let done = DispatchSemaphore(value: 0)
-            drained.futureResult.whenComplete { _ in done.signal() }
-            if done.wait(timeout: .now() + .nanoseconds(Int(Self.drainTimeout.nanoseconds))) == .timedOut {
-                drained.succeed(())  // nobody waits for it any more
-            }
-        }
-        lock.lock()
-        quiescing = nil
-        self.drained = nil
-        lock.unlock()
+        guard let server else { return }
+        server.stop()
+        _ = server.waitUntilDrained(timeout: Self.drainTimeout)
     }
 }

@@ -1,8 +1,7 @@
-// The daemon's own socket file, when systemd does not pass one. The daemon binds it itself rather
-// than letting NIO do it, for three guarantees: the file is created with its final mode (no client
-// ever finds it narrower), a stale socket nobody listens on is replaced while a live daemon's is
-// refused, and at exit the path is removed only if it is still ours (NIO unlinks the path when
-// the channel closes, even if a newer daemon has put its own socket there since).
+// The daemon's own socket file, when systemd does not pass one, with three guarantees: the file is
+// created with its final mode (no client ever finds it narrower), a stale socket nobody listens on
+// is replaced while a live daemon's is refused, and at exit the path is removed only if it is
+// still ours (a newer daemon may have put its own socket there since).
 import Foundation
 
 struct SocketFile {

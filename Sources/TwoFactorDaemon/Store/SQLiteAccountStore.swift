@@ -10,12 +10,10 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     private let readQueue = DispatchQueue(label: "twofactord.store.read", attributes: .concurrent)
     private let deliveryQueue = DispatchQueue(label: "twofactord.store.deliver", attributes: .concurrent)
     private let deliveries = DispatchGroup()
-    /// A read-only connection of its own for `readNow`, used by one thread at a time (the event
-    /// loop): never shared with `read`, whose long reads (list) could otherwise make it wait.
+    /// Read-only connections of their own for `readNow`, each used by one connection's thread at
+    /// a time: never shared with `read`, whose long reads (list) could otherwise make them wait.
     /// Busy means "not now" (nil), not a 10 s wait.
-    private let immediateReader: DatabaseQueue
-    private let immediateLock = NSLock()
-    private var immediateClosed = false
+    private let immediateReaders: [ImmediateReader]
 
     // Writer state, guarded by `condition`.
     private let condition = NSCondition()
@@ -46,11 +44,7 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
                 guard journal?.lowercased() == "wal" else { throw StoreError("journal mode is \(journal ?? "?"), expected wal") }
             }
             try Self.migrator.migrate(pool)
-            var immediate = Configuration()
-            immediate.label = "twofactord.immediate"
-            immediate.readonly = true
-            immediate.busyMode = .immediateError
-            immediateReader = try DatabaseQueue(path: path, configuration: immediate)
+            immediateReaders = try (0..<ImmediateReader.count).map { _ in try ImmediateReader(path: path) }
         } catch let error as StoreError {
             throw error
         } catch {
@@ -141,19 +135,14 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     }
 
     public func readNow<T>(_ body: (any AccountTransaction) throws -> T) -> T? {
-        guard immediateLock.try() else { return nil }
-        defer { immediateLock.unlock() }
-        guard !immediateClosed else { return nil }
-        // One statement needs no transaction of its own: SQLite reads it from one snapshot. Any
-        // failure (busy, I/O) is left to `read`, which waits, retries and reports it.
-        return try? immediateReader.inDatabase { db in try body(SQLiteTransaction(db: db)) }
+        for reader in immediateReaders {
+            if let value = reader.readIfFree(body) { return value }
+        }
+        return nil
     }
 
     public func close() {
-        immediateLock.lock()
-        immediateClosed = true
-        try? immediateReader.close()
-        immediateLock.unlock()
+        for reader in immediateReaders { reader.close() }
         condition.lock()
         if closed { condition.unlock(); return }
         closing = true
@@ -191,9 +180,16 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
             stats.units += batch.count
             stats.largestBatch = max(stats.largestBatch, batch.count)
             if !committed { stats.failedTransactions += 1 }
+            let nextWaiting = !queue.isEmpty
             condition.unlock()
-            // Answer only now: every result below is durable (or reported as a failure). Answers
-            // go out from another thread so the writer can start on the next batch at once.
+            // Answer only now: every result below is durable (or reported as a failure). With
+            // units waiting, answers go out from another thread so the writer can start on the
+            // next batch at once; with none (a lone login, the usual case) the writer answers
+            // itself, which spares the login a wake-up of another thread.
+            if !nextWaiting {
+                for unit in batch { unit.deliver(committed: committed) }
+                continue
+            }
             deliveries.enter()
             deliveryQueue.async { [deliveries] in
                 for unit in batch { unit.deliver(committed: committed) }
@@ -227,6 +223,46 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
         } catch {
             return false
         }
+    }
+}
+
+/// One read-only connection for `readNow`, taken only when no other thread holds it.
+private final class ImmediateReader: @unchecked Sendable {
+    /// Enough for the connections that usually ask at once (a few per core): beyond that a
+    /// `check` goes to the store's read queue, a thread hop instead of a wait.
+    static let count = max(8, min(32, 4 * ProcessInfo.processInfo.activeProcessorCount))
+    static let cacheKiB = 512
+
+    private let database: DatabaseQueue
+    private let lock = NSLock()
+    private var closed = false
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.label = "twofactord.immediate"
+        configuration.readonly = true
+        configuration.busyMode = .immediateError
+        // A lookup by name touches a handful of pages: a small cache each keeps the daemon's
+        // memory flat however many readers and accounts there are (the kernel caches the file).
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -\(Self.cacheKiB)") }
+        database = try DatabaseQueue(path: path, configuration: configuration)
+    }
+
+    /// The body's value; nil when another thread holds this reader, it is closed, or the read
+    /// failed (any failure, busy or I/O, is left to `read`, which waits, retries and reports it).
+    func readIfFree<T>(_ body: (any AccountTransaction) throws -> T) -> T? {
+        guard lock.try() else { return nil }
+        defer { lock.unlock() }
+        guard !closed else { return nil }
+        // One statement needs no transaction of its own: SQLite reads it from one snapshot.
+        return try? database.inDatabase { db in try body(SQLiteTransaction(db: db)) }
+    }
+
+    func close() {
+        lock.lock()
+        closed = true
+        try? database.close()
+        lock.unlock()
     }
 }
 
