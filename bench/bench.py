@@ -311,9 +311,11 @@ def enroll_accounts(daemon, workdir, count, prefix):
 
 
 class NoopServer:
-    def __init__(self, workdir):
-        self.socket = os.path.join(workdir, "noop.sock")
-        self.process = subprocess.Popen([tool("noop_server"), self.socket], stdout=subprocess.PIPE)
+    """The ceiling: bench/noop_server.c answers every frame at once."""
+
+    def __init__(self, workdir, name="noop_server", args=()):
+        self.socket = os.path.join(workdir, f"{name}.sock")
+        self.process = subprocess.Popen([tool(name), self.socket, *args], stdout=subprocess.PIPE)
         CLEANUP.add(self.stop)
         assert self.process.stdout.readline().strip() == b"listening"
 
@@ -323,18 +325,45 @@ class NoopServer:
             self.process.wait(10)
 
 
+# What the load test sends: the wire operation, the client counts, and how.
+LOAD_OPS = {
+    "check": ("check", LOAD_LEVELS, ()),
+    "verify": ("verify", LOAD_LEVELS, ()),
+    # As logins come: a new connection for each request (the module's), so the daemon's accept
+    # and connection set-up are in every figure.
+    "check, a connection each": ("check", LOAD_LEVELS, ("--connect-each", "1")),
+    # One login at a time after 3 ms of quiet (about a pamtester run's own time), so the daemon
+    # and the CPUs have gone idle: the round trip a single login pays, and its floor (the ceiling
+    # server's figure) for the login-overhead targets.
+    "check, a connection each, idle between": ("check", [1], ("--connect-each", "1", "--gap-us", "3000")),
+}
+
+
 def bench_load(workdir, daemon, accounts, count):
     log(f"daemon load: a store of {count} accounts, {LOAD_SECONDS} s per level")
     noop = NoopServer(workdir)
+    # The floor of `check` (bench/floor_server.c) reads the daemon's own SQLite file.
+    floor = (NoopServer(workdir, "floor_server", (os.path.join(daemon.state_dir, "twofactor.db"),
+                                                   os.path.join(workdir, "floor-audit.log")))
+             if ARGS.store == "sqlite" else None)
     out = {"accounts": count, "seconds_per_level": LOAD_SECONDS}
-    for op in ("check", "verify"):
-        ceiling = loadgen(noop.socket, op, accounts, LOAD_LEVELS, extra=("--any-step", "1"))
-        measured = loadgen(daemon.socket, op, accounts, LOAD_LEVELS)
+    for op in LOAD_OPS:
+        wire_op, levels, extra = LOAD_OPS[op]
+        ceiling = loadgen(noop.socket, wire_op, accounts, levels, extra=("--any-step", "1", *extra))
+        floors = (loadgen(floor.socket, wire_op, accounts, levels, extra=extra)
+                  if floor and wire_op == "check" else [None] * len(ceiling))
+        measured = loadgen(daemon.socket, wire_op, accounts, levels, extra=extra)
         rows = []
-        for c, d in zip(ceiling, measured):
-            rows.append({"clients": d["clients"], "daemon": d, "ceiling": c,
-                         "ratio": d["ops_per_s"] / c["ops_per_s"] if c["ops_per_s"] else None})
+        for c, f, d in zip(ceiling, floors, measured):
+            rows.append({"clients": d["clients"], "daemon": d, "ceiling": c, "floor": f,
+                         "ratio": d["ops_per_s"] / c["ops_per_s"] if c["ops_per_s"] else None,
+                         "floor_ratio": f["ops_per_s"] / c["ops_per_s"] if f and c["ops_per_s"] else None})
         out[op] = rows
+    if ARGS.store == "sqlite":
+        # What one durable commit waits for on the store's file system, in the same minutes.
+        done = subprocess.run([tool("fsync_floor"), daemon.state_dir, "0.3" if SMOKE else "3"],
+                              capture_output=True, text=True, check=True)
+        out["fsync_floor"] = json.loads(done.stdout)
     return out
 
 
@@ -462,14 +491,22 @@ def markdown(results):
             lines.append(f"| {name} | {r['cycles_per_s']:.0f} | {r['cycles']} | {r['as_expected']} |")
         lines.append("")
     if "load" in results:
-        lines += ["## Daemon load", "", "| op | clients | daemon ops/s | p50 µs | p99 µs | p999 µs | ceiling ops/s | "
-                  "ceiling p50 µs | ratio | daemon statuses |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for op in ("check", "verify"):
+        lines += ["## Daemon load", "", "ceiling: bench/noop_server.c (no work); floor: bench/floor_server.c "
+                  "(check's least work: the row read and the audit line, in C)", "",
+                  "| op | clients | daemon ops/s | p50 µs | p99 µs | p999 µs | ceiling ops/s | "
+                  "ceiling p50 µs | ratio | floor ops/s | floor p50 µs | floor's ratio | daemon statuses |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for op in [op for op in LOAD_OPS if op in results["load"]]:
             for row in results["load"][op]:
-                d, c = row["daemon"], row["ceiling"]
+                d, c, f = row["daemon"], row["ceiling"], row.get("floor")
+                floor = (f"{f['ops_per_s']:.0f} | {f['p50_us']:.0f} | {row['floor_ratio']:.2f}" if f else "- | - | -")
                 lines.append(f"| {op} | {row['clients']} | {d['ops_per_s']:.0f} | {d['p50_us']:.0f} | {d['p99_us']:.0f} | "
                              f"{d['p999_us']:.0f} | {c['ops_per_s']:.0f} | {c['p50_us']:.0f} | "
-                             f"{row['ratio']:.2f} | {d['statuses']}{' EXHAUSTED' if d['exhausted_clients'] else ''} |")
+                             f"{row['ratio']:.2f} | {floor} | {d['statuses']}{' EXHAUSTED' if d['exhausted_clients'] else ''} |")
+        if "fsync_floor" in results["load"]:
+            f = results["load"]["fsync_floor"]
+            lines.append(f"\nfdatasync of a 4 KiB append on the store's file system (bench/fsync_floor.c), same run: "
+                         f"p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs ({f['flushes']} flushes)")
         lines.append("")
     if "scale" in results:
         lines += ["## Scale", "", "| accounts | enrollments/s (daemon, 32 clients) | filled by bench/populate | verify p50 µs | verify p99 µs | check p50 µs | store MB | "
@@ -559,7 +596,8 @@ def main():
     if "load" in only:
         verdicts["load"] = "load" in results and all(
             row[side]["failed_clients"] == 0 and set(row[side]["statuses"]) <= {"accepted", "enrolled"}
-            for op in ("check", "verify") for row in results["load"][op] for side in ("daemon", "ceiling"))
+            for op in LOAD_OPS for row in results["load"][op] for side in ("daemon", "ceiling", "floor")
+            if row[side] is not None)
     if "scale" in only:
         verdicts["scale"] = bool(results.get("scale")) and all(
             r["admin_list"]["complete"] and set(r["verify_1_client"]["statuses"]) <= {"accepted"}

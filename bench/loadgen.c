@@ -14,6 +14,10 @@
  * runs out of usable steps stops, and the count is reported as "exhausted".
  * enroll does enrollBegin + enrollConfirm (code computed from the secret the daemon sent) for
  * COUNT new accounts named P0000000... and writes them to OUT.
+ * --connect-each 1 opens a new connection for every request and closes it after the answer, as the
+ * PAM module does for a login; the time then includes connect and the daemon's accept.
+ * --gap-us N waits N microseconds (untimed) after each answer: requests that come as logins do,
+ * to a daemon that has gone idle in between, rather than back to back.
  * --any-step 1 gives every account the current step each time: for the no-work server, which
  * accepts anything, so the client does the same work (an HMAC per request) without running out.
  * After verify, FILE is rewritten with the steps used, so the next run skips them.
@@ -55,6 +59,8 @@ static const char *prefix = "bench";
 static long enroll_count;
 /* --any-step: every pick succeeds (for the no-work server, which accepts any code). */
 static int any_step;
+static int connect_each;  /* --connect-each 1: a connection per request, as a login */
+static long gap_us;       /* --gap-us N: idle time after each answer */
 
 typedef struct {
     int index, clients;
@@ -174,8 +180,8 @@ static int pick(client_t *c, int *cursor, int64_t *step_out) {
 static void *run_load(void *arg) {
     client_t *c = arg;
     uint8_t req[1024], resp[65536];
-    int fd = connect_socket();
-    if (fd < 0) { c->failed = 1; return NULL; }
+    int fd = connect_each ? -1 : connect_socket();
+    if (!connect_each && fd < 0) { c->failed = 1; return NULL; }
     int cursor = 0;
     while (now_s() < c->deadline) {
         char otp[7];
@@ -190,13 +196,16 @@ static void *run_load(void *arg) {
         }
         size_t len = frame(req, op, accounts[i].name, op == OP_VERIFY ? otp : NULL);
         uint64_t t0 = now_ns();
+        if (connect_each && (fd = connect_socket()) < 0) { c->failed = 1; break; }
         long n = round_trip(fd, req, len, resp, sizeof resp);
+        if (connect_each) { close(fd); fd = -1; }
         uint64_t t1 = now_ns();
         if (n < 0) { c->failed = 1; break; }
         record(c, t1 - t0);
         c->status[resp[1]]++;
+        if (gap_us) usleep(gap_us);
     }
-    close(fd);
+    if (fd >= 0) close(fd);
     return NULL;
 }
 
@@ -338,6 +347,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--count")) enroll_count = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--prefix")) prefix = argv[i + 1];
         else if (!strcmp(argv[i], "--any-step")) any_step = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--connect-each")) connect_each = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--gap-us")) gap_us = atol(argv[i + 1]);
         else { fprintf(stderr, "loadgen: unknown option %s\n", argv[i]); return 2; }
     }
     if (!socket_path || !op || !accounts_path) {

@@ -522,10 +522,11 @@ final class DaemonIntegrationTests: XCTestCase {
         XCTAssertEqual(daemon.log().components(separatedBy: "stop reason=SIGTERM").count - 1, 10, daemon.log())
     }
 
-    /// Stopping right after a client connected must not touch event loops already shut down
-    /// (NIO then logs "Cannot schedule tasks on an EventLoop that has already shut down"): the
-    /// loops stop only once every accepted connection is closed.
-    func testStopRightAfterAConnectionLeavesNoEventLoopError() throws {
+    /// Stopping right after a client connected (its connection accepted, or still in the backlog)
+    /// exits cleanly every time: the listening socket closes only once no thread accepts on it,
+    /// and the accepted connection is closed by the drain. (Under SwiftNIO this made NIO log
+    /// "Cannot schedule tasks on an EventLoop that has already shut down".)
+    func testStopRightAfterAConnectionExitsCleanly() throws {
         let daemon = try DaemonProcess()
         daemons.append(daemon)
         for cycle in 1...40 {
@@ -535,7 +536,7 @@ final class DaemonIntegrationTests: XCTestCase {
             _ = client
         }
         let log = daemon.log()
-        XCTAssertFalse(log.contains("Cannot schedule"), log)
+        XCTAssertFalse(log.contains("Cannot schedule") || log.contains("Fatal error"), log)
         XCTAssertEqual(log.components(separatedBy: "stop reason=SIGTERM").count - 1, 40, log)
     }
 
