@@ -1,5 +1,7 @@
 // How many connections the daemon serves at once, and for whom. Every connection has a thread of
-// its own (SocketServer.swift), so these limits also bound the daemon's threads.
+// its own (SocketServer.swift), so these limits also bound the daemon's threads, and its
+// descriptors: two per connection (its socket, and its thread's epoll instance for accepting;
+// the systemd unit's LimitNOFILE=4096 leaves room for the default limits several times over).
 import Foundation
 
 /// Who is at the other end of a connection (SO_PEERCRED).

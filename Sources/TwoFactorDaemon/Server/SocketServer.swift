@@ -86,11 +86,13 @@ final class SocketServer: @unchecked Sendable {
     /// (`waitUntilDrained`).
     func run() throws(DaemonExit) {
         for _ in 0..<Self.spareThreads {
-            guard startAcceptingThread() else {
+            let problem = startAcceptingThread()
+            if problem == ESHUTDOWN { break }  // stopped while starting
+            guard problem == 0 else {
                 stop()
                 waitUntilNoneAccepts()
                 close(listener)
-                throw .failure("cannot start a thread to accept connections: \(String(cString: strerror(errno)))")
+                throw .failure("cannot start a thread to accept connections: \(String(cString: strerror(problem)))")
             }
         }
         closeTurnedAwayUntilStopped()
@@ -103,17 +105,17 @@ final class SocketServer: @unchecked Sendable {
 
     // MARK: Accepting
 
-    /// Counts the new thread as waiting before it starts, so `run` cannot miss it.
-    private func startAcceptingThread() -> Bool {
+    /// Counts the new thread as waiting before it starts, so `run` cannot miss it, and starts none
+    /// once the server stops (the listening socket may be closed already). 0, ESHUTDOWN when
+    /// stopping, or pthread_create's error.
+    private func startAcceptingThread() -> Int32 {
         pool.lock()
+        guard !stopping else { pool.unlock(); return ESHUTDOWN }
         waiting += 1
         pool.unlock()
-        if DetachedThread.start(stackBytes: Self.threadStackBytes, { [self] in acceptAndServe() }) { return true }
-        pool.lock()
-        waiting -= 1
-        pool.broadcast()
-        pool.unlock()
-        return false
+        let problem = DetachedThread.start(stackBytes: Self.threadStackBytes) { [self] in acceptAndServe() }
+        if problem != 0 { leaveWaiting() }
+        return problem
     }
 
     /// One pool thread: accepts a connection, serves it to its end, and accepts the next.
@@ -131,7 +133,7 @@ final class SocketServer: @unchecked Sendable {
             let replace = !stopping && waiting < Self.spareThreads
             if waiting == 0 { pool.broadcast() }
             pool.unlock()
-            if replace { _ = startAcceptingThread() }  // without it, the next waits for a free thread
+            if replace { _ = startAcceptingThread() }  // failing that, the next waits for a free thread
 
             admit(fd)
 
@@ -279,9 +281,11 @@ enum DetachedThread {
         init(_ run: @escaping () -> Void) { self.run = run }
     }
 
-    static func start(stackBytes: Int, _ run: @escaping () -> Void) -> Bool {
+    /// 0, or pthread_create's error (EAGAIN: a process or memory limit).
+    static func start(stackBytes: Int, _ run: @escaping () -> Void) -> Int32 {
         var attributes = pthread_attr_t()
-        guard pthread_attr_init(&attributes) == 0 else { return false }
+        let initialised = pthread_attr_init(&attributes)
+        guard initialised == 0 else { return initialised }
         defer { pthread_attr_destroy(&attributes) }
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         pthread_attr_setstacksize(&attributes, stackBytes)
@@ -291,10 +295,7 @@ enum DetachedThread {
             Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
             return nil
         }, body)
-        if started != 0 {
-            Unmanaged<Body>.fromOpaque(body).release()
-            return false
-        }
-        return true
+        if started != 0 { Unmanaged<Body>.fromOpaque(body).release() }
+        return started
     }
 }
