@@ -210,28 +210,33 @@ public struct TOTP: Sendable {
     /// Returns the matching step closest to the expected one, step(at: time) + driftSteps (the
     /// earlier one on a tie), or nil. Negative steps are skipped. `code` must be exactly `digits`
     /// ASCII digits; anything else returns nil.
-    public func match(code: String, at unixTime: Int64, window: Int, driftSteps: Int64 = 0) -> TOTPMatch? {
+    /// Steps up to `usedThrough` (already used) count only when no later step matches: two steps
+    /// can share a code, and then it is the code of the step not used yet.
+    public func match(code: String, at unixTime: Int64, window: Int, driftSteps: Int64 = 0,
+                      usedThrough: Int64? = nil) -> TOTPMatch? {
         let digits = parameters.digits
         guard let submitted = HOTP.packSubmitted(code, digits: digits) else { return nil }
 
         let current = step(at: unixTime)
         let accepted = Self.acceptedSteps(current: current, window: window, driftSteps: driftSteps)
         let center = Self.saturatingAdd(current, Self.clampedDrift(driftSteps))
-        var best: Int64? = nil
-        var bestDistance = Int64.max
+        // The closest match among the unused steps, and among the used ones.
+        var best: [Int64?] = [nil, nil]
+        var bestDistance: [UInt64] = [.max, .max]
         for candidate in accepted {
             if candidate < 0 { continue }
             let expected = HOTP.packedCode(
                 secret: secret, counter: UInt64(candidate), algorithm: parameters.algorithm, digits: digits)
             let matched = ConstantTime.equals(expected, submitted)
             let candidateDistance = Self.saturatingSubtract(candidate, center).magnitude
-            if matched && candidateDistance < UInt64(bestDistance) {
-                best = candidate
-                bestDistance = Int64(candidateDistance)
+            let kind = usedThrough.map { candidate <= $0 ? 1 : 0 } ?? 0
+            if matched && candidateDistance < bestDistance[kind] {
+                best[kind] = candidate
+                bestDistance[kind] = candidateDistance
             }
         }
-        guard let best else { return nil }
-        return TOTPMatch(step: best, offset: Self.saturatingSubtract(best, current))
+        guard let found = best[0] ?? best[1] else { return nil }
+        return TOTPMatch(step: found, offset: Self.saturatingSubtract(found, current))
     }
 
     static func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {

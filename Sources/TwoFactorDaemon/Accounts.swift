@@ -225,17 +225,12 @@ public struct AccountRules: Sendable {
     /// the secret's buffer lives only inside `match`, so the wipe happens in place rather than on
     /// a copy (which would leave the secret in freed memory).
     private func matchCode(_ digits: String, sealed: [UInt8], account: String, parameters: OTPParameters,
-                           at time: Int64, driftSteps: Int64, window: Int) throws -> TOTPMatch? {
+                           at time: Int64, driftSteps: Int64, window: Int, usedThrough: Int64? = nil) throws -> TOTPMatch? {
         var secret = try openSecret(sealed, account: account)
-        let found = Self.match(digits, secret: secret, parameters: parameters, at: time, window: window,
-                               driftSteps: driftSteps)
+        let found = TOTP(secret: secret, parameters: parameters).match(code: digits, at: time, window: window,
+                                                                       driftSteps: driftSteps, usedThrough: usedThrough)
         ConstantTime.zero(&secret)
         return found
-    }
-
-    private static func match(_ digits: String, secret: [UInt8], parameters: OTPParameters, at time: Int64,
-                              window: Int, driftSteps: Int64) -> TOTPMatch? {
-        TOTP(secret: secret, parameters: parameters).match(code: digits, at: time, window: window, driftSteps: driftSteps)
     }
 
     private func checkTOTP(_ digits: String, account: inout AccountRecord, enrollment: EnrollmentRecord,
@@ -243,7 +238,8 @@ public struct AccountRules: Sendable {
         let drift = policy.driftLearning ? account.driftSteps : 0
         guard let match = try matchCode(digits, sealed: enrollment.sealedSecret, account: account.name,
                                         parameters: try parameters(of: enrollment), at: moment.otpTime,
-                                        driftSteps: drift, window: account.window ?? policy.window) else {
+                                        driftSteps: drift, window: account.window ?? policy.window,
+                                        usedThrough: account.lastStep) else {
             return VerifyOutcome(.wrongCode, .wrongCode)
         }
         if let last = account.lastStep, match.step <= last {
