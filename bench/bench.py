@@ -193,13 +193,20 @@ class Oath:
         return b32(key)
 
 
-def stacks(daemon, oath):
+def stacks(daemon, oath, workdir):
     module = helpers.PAM_MODULE
     permit = "auth required pam_permit.so"
+    # The floor of a login that asks a daemon: pam_twofactor against bench/noop_server.c, which
+    # answers at once (`enrolled` and `accepted`, or `notEnrolled`).
+    no_work = NoopServer(workdir, label="login-no-work")
+    no_work_unenrolled = NoopServer(workdir, args=("not-enrolled",), label="login-no-work-unenrolled")
     # Each stack ends in pam_permit, so "over pam_permit" is the first module's own cost.
     return {
         "pam_permit": pam_service([permit]),
         "twofactor": pam_service([f"auth required {module} socket={daemon.socket}", permit]),
+        "twofactor_no_work": pam_service([f"auth required {module} socket={no_work.socket}", permit]),
+        "twofactor_no_work_unenrolled": pam_service([f"auth required {module} socket={no_work_unenrolled.socket}",
+                                                     permit]),
         "google_authenticator": pam_service(["auth required pam_google_authenticator.so", permit]),
         "oath": pam_service([f"auth required pam_oath.so usersfile={oath.path} window=1 digits=6", permit]),
     }
@@ -218,9 +225,9 @@ def bench_login(workdir):
     log(f"login latency: {LOGIN_ROUNDS} rounds")
     daemon = start_daemon()
     oath = Oath(workdir)
-    svc = stacks(daemon, oath)
+    svc = stacks(daemon, oath, workdir)
     times = {k: [] for k in ("pam_permit", "twofactor_enrolled", "twofactor_unenrolled", "twofactor_wrong_code",
-                             "google_authenticator", "oath")}
+                             "google_authenticator", "oath", "no_work_daemon_enrolled", "no_work_daemon_unenrolled")}
     unexpected = []
     for _ in range(LOGIN_ROUNDS):
         u, v = new_user("tfbu"), new_user("tfbv")
@@ -234,6 +241,9 @@ def bench_login(workdir):
             ("twofactor_wrong_code", svc["twofactor"], u, lambda: [enrolled.codes.wrong_code()], False),
             ("google_authenticator", svc["google_authenticator"], u, lambda: [helpers.totp(ga_secret)], True),
             ("oath", svc["oath"], u, lambda: [helpers.totp(oath_secret)], True),
+            # Any six digits: the no-work server accepts every code.
+            ("no_work_daemon_enrolled", svc["twofactor_no_work"], u, lambda: ["123456"], True),
+            ("no_work_daemon_unenrolled", svc["twofactor_no_work_unenrolled"], v, lambda: [], True),
         ]
         random.shuffle(runs)  # interleaved: no stack always runs first or last
         for name, service, user, answers, expected in runs:
@@ -259,7 +269,7 @@ def bench_cycles(workdir):
     log(f"in-process cycles: {CYCLE_USERS} users, {CYCLE_REPEAT} repeats of the stateless stacks")
     daemon = start_daemon()
     oath = Oath(workdir)
-    svc = stacks(daemon, oath)
+    svc = stacks(daemon, oath, workdir)
     users = [new_user("tfbc") for _ in range(CYCLE_USERS)]
     plain = new_user("tfbn")
     lines = {"twofactor_enrolled": [], "twofactor_wrong_code": [], "google_authenticator": [], "oath": []}
@@ -276,6 +286,7 @@ def bench_cycles(workdir):
         ("twofactor_wrong_code", svc["twofactor"], lines["twofactor_wrong_code"], 1, False),
         ("google_authenticator", svc["google_authenticator"], lines["google_authenticator"], 1, True),
         ("oath", svc["oath"], lines["oath"], 1, True),
+        ("no_work_daemon_unenrolled", svc["twofactor_no_work_unenrolled"], [(plain.name, "-")], CYCLE_REPEAT, True),
     ]
     out = {}
     for name, service, entries, repeat, expect_success in plan:
@@ -313,8 +324,8 @@ def enroll_accounts(daemon, workdir, count, prefix):
 class NoopServer:
     """The ceiling: bench/noop_server.c answers every frame at once."""
 
-    def __init__(self, workdir, name="noop_server", args=()):
-        self.socket = os.path.join(workdir, f"{name}.sock")
+    def __init__(self, workdir, name="noop_server", args=(), label=None):
+        self.socket = os.path.join(workdir, f"{label or name}.sock")
         self.process = subprocess.Popen([tool(name), self.socket, *args], stdout=subprocess.PIPE)
         CLEANUP.add(self.stop)
         assert self.process.stdout.readline().strip() == b"listening"

@@ -3,8 +3,10 @@
  * connection, doing no other work. What the load generator measures against it is the cost of
  * the transport and the client; what twofactord adds on top is its own.
  *
- *   noop_server SOCKET_PATH      (runs until killed; prints "listening" when ready)
- * Answers: check -> enrolled; verify -> accepted + method TOTP + recoveryCodesLeft 8; else ok.
+ *   noop_server SOCKET_PATH [not-enrolled]   (runs until killed; prints "listening" when ready)
+ * Answers: check -> enrolled (notEnrolled with "not-enrolled"); verify -> accepted + method TOTP +
+ * recoveryCodesLeft 8; else ok. The login benchmark points pam_twofactor at it: a login whose
+ * daemon does no work at all, the floor of a login that asks a daemon.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,18 +21,22 @@
 #include <unistd.h>
 #include "socket_io.h"
 
+static int not_enrolled;  /* answer check with notEnrolled */
+
 static void *serve(void *arg) {
     int fd = (int)(intptr_t)arg;
     uint8_t req[8192], h[4];
     static const uint8_t accepted[] = {0, 0, 0, 13, 1, 0x01, 0x10, 0, 1, 1, 0x11, 0, 4, 0, 0, 0, 8};
-    static const uint8_t enrolled[] = {0, 0, 0, 2, 1, 0x02};
+    static const uint8_t enrolled_answer[] = {0, 0, 0, 2, 1, 0x02};
+    static const uint8_t not_enrolled_answer[] = {0, 0, 0, 2, 1, 0x03};
     static const uint8_t ok[] = {0, 0, 0, 2, 1, 0x00};
+    const uint8_t *enrolled = not_enrolled ? not_enrolled_answer : enrolled_answer;
     for (;;) {
         if (io_all(fd, h, 4, 0)) break;
         size_t n = (size_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
         if (n < 2 || n > sizeof req || io_all(fd, req, n, 0)) break;
         const uint8_t *answer = req[1] == 0x02 ? accepted : req[1] == 0x01 ? enrolled : ok;
-        size_t len = answer == accepted ? sizeof accepted : answer == enrolled ? sizeof enrolled : sizeof ok;
+        size_t len = answer == accepted ? sizeof accepted : sizeof ok;  /* the others are 6 bytes */
         if (io_all(fd, (uint8_t *)answer, len, 1)) break;
     }
     close(fd);
@@ -38,7 +44,11 @@ static void *serve(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) { fprintf(stderr, "usage: noop_server SOCKET_PATH\n"); return 2; }
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "not-enrolled"))) {
+        fprintf(stderr, "usage: noop_server SOCKET_PATH [not-enrolled]\n");
+        return 2;
+    }
+    not_enrolled = argc == 3;
     signal(SIGPIPE, SIG_IGN);
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un a = {.sun_family = AF_UNIX};
