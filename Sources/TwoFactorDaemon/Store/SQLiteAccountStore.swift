@@ -331,24 +331,23 @@ private final class FailingCommitObserver: TransactionObserver {
 struct SQLiteTransaction: AccountTransaction {
     let db: Database
 
+    private static let columns = SQLiteAccountRows.columns
+
     func account(named name: String) throws -> AccountRecord? {
-        guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.columns) FROM account WHERE name = ?"),
-                                         arguments: [name]) else { return nil }
-        return Self.record(row)
+        try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account WHERE name = ?", [.text(name)]).first
     }
 
     func allAccounts() throws -> [AccountRecord] {
-        try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM account ORDER BY name").map(Self.record)
+        try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account ORDER BY name", [])
     }
 
     func accounts(after: String?, limit: Int) throws -> [AccountRecord] {
         // name is the primary key: both forms walk its index, no sort.
         if let after {
-            return try Row.fetchAll(try db.cachedStatement(sql: "SELECT \(Self.columns) FROM account WHERE name > ? ORDER BY name LIMIT ?"),
-                                    arguments: [after, limit]).map(Self.record)
+            return try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account WHERE name > ? ORDER BY name LIMIT ?",
+                                               [.text(after), .integer(limit)])
         }
-        return try Row.fetchAll(try db.cachedStatement(sql: "SELECT \(Self.columns) FROM account ORDER BY name LIMIT ?"),
-                                arguments: [limit]).map(Self.record)
+        return try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account ORDER BY name LIMIT ?", [.integer(limit)])
     }
 
     func save(_ account: AccountRecord) throws {
@@ -406,38 +405,5 @@ struct SQLiteTransaction: AccountTransaction {
         for hash in hashes {
             try db.execute(sql: "INSERT INTO recovery_code (account, hash) VALUES (?, ?)", arguments: [name, Data(hash)])
         }
-    }
-
-    /// The columns `record` reads, in its order: by position, since looking a column up by name
-    /// for every field cost more than the rest of a `check`.
-    static let columns = """
-        name, secret, algorithm, digits, period, enrolled_at, pending_secret, pending_algorithm, \
-        pending_digits, pending_period, pending_since, last_step, last_used_at, failures, locked_until, \
-        lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window, grace_logins_used
-        """
-
-    private static func record(_ row: Row) -> AccountRecord {
-        var record = AccountRecord(name: row[0])
-        if let secret = row[1] as Data? {
-            record.enrollment = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row[2] ?? "SHA1",
-                                                 digits: row[3] ?? 6, period: row[4] ?? 30, createdAt: row[5] ?? 0,
-                                                 kind: row[17] ?? OTPKind.totp.rawValue)
-        }
-        if let secret = row[6] as Data? {
-            record.pending = EnrollmentRecord(sealedSecret: [UInt8](secret), algorithm: row[7] ?? "SHA1",
-                                              digits: row[8] ?? 6, period: row[9] ?? 30, createdAt: row[10] ?? 0,
-                                              kind: row[18] ?? OTPKind.totp.rawValue)
-        }
-        record.lastStep = row[11]
-        record.lastUsedAt = row[12]
-        record.failures = row[13]
-        record.lockedUntil = row[14]
-        record.lockouts = row[15]
-        record.driftSteps = row[16]
-        record.hotpCounter = row[19]
-        record.hotpResyncCounter = row[20]
-        record.window = row[21]
-        record.graceLoginsUsed = row[22]
-        return record
     }
 }
