@@ -8,8 +8,6 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     public let path: String
     private let pool: DatabasePool
     private let readQueue = DispatchQueue(label: "twofactord.store.read", attributes: .concurrent)
-    private let deliveryQueue = DispatchQueue(label: "twofactord.store.deliver", attributes: .concurrent)
-    private let deliveries = DispatchGroup()
     /// Read-only connections of their own for `readNow`, each used by one connection's thread at
     /// a time: never shared with `read`, whose long reads (list) could otherwise make them wait.
     /// Busy means "not now" (nil), not a 10 s wait.
@@ -151,7 +149,6 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
         closed = true
         condition.unlock()
         readQueue.sync(flags: .barrier) {}
-        deliveries.wait()
         try? pool.close()
     }
 
@@ -180,21 +177,12 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
             stats.units += batch.count
             stats.largestBatch = max(stats.largestBatch, batch.count)
             if !committed { stats.failedTransactions += 1 }
-            let nextWaiting = !queue.isEmpty
             condition.unlock()
-            // Answer only now: every result below is durable (or reported as a failure). With
-            // units waiting, answers go out from another thread so the writer can start on the
-            // next batch at once; with none (a lone login, the usual case) the writer answers
-            // itself, which spares the login a wake-up of another thread.
-            if !nextWaiting {
-                for unit in batch { unit.deliver(committed: committed) }
-                continue
-            }
-            deliveries.enter()
-            deliveryQueue.async { [deliveries] in
-                for unit in batch { unit.deliver(committed: committed) }
-                deliveries.leave()
-            }
+            // Answer only now: every result below is durable (or reported as a failure). The
+            // writer answers itself: each answer is a few microseconds (an audit line, a wake-up
+            // of the connection's thread), and handing them to other threads cost more CPU and a
+            // longer tail at 8 clients than it saved (docs/PERFORMANCE-NOTES.md).
+            for unit in batch { unit.deliver(committed: committed) }
         }
     }
 
