@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "socket_io.h"
+#include "thread_server.h"
 
 static const char *database;
 static int audit_fd;
@@ -101,24 +102,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     database = argv[2];
     audit_fd = open(argv[3], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
-    unlink(argv[1]);
-    if (audit_fd < 0 || s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 1024)) {
-        perror("floor_server");
-        return 1;
-    }
-    printf("listening\n");
-    fflush(stdout);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    for (;;) {
-        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
-        if (c < 0) { if (errno == EINTR) continue; perror("accept"); continue; }
-        pthread_t t;
-        if (pthread_create(&t, &attr, serve, (void *)(intptr_t)c)) close(c);
-    }
+    int s = listen_at(argv[1], "floor_server");
+    if (audit_fd < 0) perror(argv[3]);
+    if (audit_fd < 0 || s < 0) return 1;
+    serve_forever(s, serve);
 }
