@@ -606,3 +606,44 @@ def test_print_config_shows_every_key_with_its_effective_value(tmp_path):
                       if line.startswith("#") and " = " in line and not line.startswith("# ")]
     assert sorted(values) == sorted(documented)
     assert len(values) == 48  # 26, HOTP 2, login policy 8, the 11 store keys (store, postgres_*), node_name
+
+
+def test_running_out_of_descriptors_leaves_the_daemon_serving_once_they_are_free(tmp_path):
+    """An attacker (here root, whose slots are many) holds more connections than the daemon has
+    descriptors for (RLIMIT_NOFILE from prlimit). While they are held, new connections wait in the
+    backlog and the daemon stays up; once they are closed, it accepts and answers again: no thread
+    that accepts gave up for good while descriptors were short."""
+    limit = 96
+    d = Daemon(tmp_path)
+    try:
+        d.start(wrapper=["prlimit", f"--nofile={limit}:{limit}", "--"])
+        held = []
+        try:
+            for _ in range(limit + 64):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    sock.connect(d.socket)
+                except BlockingIOError:  # the backlog is full
+                    sock.close()
+                    break
+                held.append(sock)
+            deadline = time.time() + 10
+            while len(os.listdir(f"/proc/{d.process.pid}/fd")) < limit - 2 and time.time() < deadline:
+                time.sleep(0.05)
+            assert len(os.listdir(f"/proc/{d.process.pid}/fd")) >= limit - 2, "the daemon never ran short"
+            assert d.process.poll() is None
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.time() + 15
+        answer = None
+        while time.time() < deadline:
+            try:
+                answer = d.request("check", {"user": "nobody-enrolled"}).status
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert answer == "notEnrolled", d.log()[-2000:]
+    finally:
+        d.destroy()

@@ -6,7 +6,7 @@
 // login is one short connection. NIO's set-up and close of a channel were about two thirds of the
 // daemon's CPU per login, and its one event loop answered every `check` on one core. Handing each
 // accepted connection to a new thread would add a thread's creation and a wake-up of another CPU
-// to every login (BENCHMARKS.md measures both). Here the thread that the kernel wakes for a new
+// to every login (docs/PERFORMANCE-NOTES.md measured it). Here the thread that the kernel wakes for a new
 // connection (EPOLLEXCLUSIVE: one, not all) accepts it, reads the request and answers it with
 // plain system calls; `check`s run on every core; a slow NSS lookup blocks only the connection
 // that needs it. The connection limits (ServerCounters) bound the threads.
@@ -120,10 +120,21 @@ final class SocketServer: @unchecked Sendable {
 
     /// One pool thread: accepts a connection, serves it to its end, and accepts the next.
     private func acceptAndServe() {
-        let waiter = twofactor_accept_waiter(listener, stopPipe.read)
-        defer { if waiter >= 0 { close(waiter) } }
+        // Its own epoll instance. Short of descriptors (EMFILE), it tries again rather than give
+        // up: were every waiting thread to give up, none would accept until a connection being
+        // served ended (up to read_timeout, or never while an attacker keeps them busy).
+        var waiter = twofactor_accept_waiter(listener, stopPipe.read)
+        while waiter < 0 {
+            if isStopping {
+                leaveWaiting()
+                return
+            }
+            usleep(10_000)
+            waiter = twofactor_accept_waiter(listener, stopPipe.read)
+        }
+        defer { close(waiter) }
         while true {
-            guard waiter >= 0, let fd = nextConnection(waiter) else {
+            guard let fd = nextConnection(waiter) else {
                 leaveWaiting()
                 return
             }
@@ -145,13 +156,15 @@ final class SocketServer: @unchecked Sendable {
         }
     }
 
+    private var isStopping: Bool {
+        pool.lock(); defer { pool.unlock() }
+        return stopping
+    }
+
     /// The next accepted connection, or nil when the server stops.
     private func nextConnection(_ waiter: Int32) -> Int32? {
         while true {
-            pool.lock()
-            let stopped = stopping
-            pool.unlock()
-            if stopped { return nil }
+            if isStopping { return nil }
             // Try first: one may be queued already, and the kernel wakes a waiter only for new ones.
             let fd = twofactor_accept_cloexec(listener)
             if fd >= 0 { return fd }
