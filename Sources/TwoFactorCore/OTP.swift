@@ -220,23 +220,19 @@ public struct TOTP: Sendable {
         let current = step(at: unixTime)
         let accepted = Self.acceptedSteps(current: current, window: window, driftSteps: driftSteps)
         let center = Self.saturatingAdd(current, Self.clampedDrift(driftSteps))
-        // The closest match among the unused steps, and among the used ones.
-        var best: [Int64?] = [nil, nil]
-        var bestDistance: [UInt64] = [.max, .max]
+        // Ranked by (used, distance): any unused step before a used one, then the closest.
+        var best: (step: Int64, rank: (Int, UInt64))? = nil
         for candidate in accepted {
             if candidate < 0 { continue }
             let expected = HOTP.packedCode(
                 secret: secret, counter: UInt64(candidate), algorithm: parameters.algorithm, digits: digits)
             let matched = ConstantTime.equals(expected, submitted)
-            let candidateDistance = Self.saturatingSubtract(candidate, center).magnitude
-            let kind = usedThrough.map { candidate <= $0 ? 1 : 0 } ?? 0
-            if matched && candidateDistance < bestDistance[kind] {
-                best[kind] = candidate
-                bestDistance[kind] = candidateDistance
-            }
+            let used = usedThrough.map { candidate <= $0 } ?? false
+            let rank = (used ? 1 : 0, Self.saturatingSubtract(candidate, center).magnitude)
+            if matched && best.map({ rank < $0.rank }) ?? true { best = (candidate, rank) }
         }
-        guard let found = best[0] ?? best[1] else { return nil }
-        return TOTPMatch(step: found, offset: Self.saturatingSubtract(found, current))
+        guard let best else { return nil }
+        return TOTPMatch(step: best.step, offset: Self.saturatingSubtract(best.step, current))
     }
 
     static func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {

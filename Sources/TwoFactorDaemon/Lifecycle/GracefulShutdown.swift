@@ -60,14 +60,12 @@ final class GracefulShutdown: @unchecked Sendable {
         if stopping { server.stop() }
     }
 
-    /// After the server's accepting loop ended: tells every connection to finish (the loop may
-    /// have ended by itself) and waits until they have, at most `drainTimeout`.
+    /// After the server's run ended (it ends only once stopped, its connections told to finish):
+    /// waits until they have, at most `drainTimeout`.
     func waitUntilDrained() {
         lock.lock()
         let server = self.server
         lock.unlock()
-        guard let server else { return }
-        server.stop()
-        _ = server.waitUntilDrained(timeout: Self.drainTimeout)
+        _ = server?.waitUntilDrained(timeout: Self.drainTimeout)
     }
 }

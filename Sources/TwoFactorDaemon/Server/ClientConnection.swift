@@ -64,9 +64,7 @@ final class ClientConnection: @unchecked Sendable {
                 // Resolved for each request, not once per connection: a connection may outlive
                 // the caller's admin-group membership, or the account itself. The NSS lookups may
                 // block (LDAP, SSSD), but only this connection's thread; root needs none.
-                let caller = peer.uid == 0
-                    ? directory.rootCaller(gid: peer.gid, pid: peer.pid)
-                    : directory.caller(uid: peer.uid, gid: peer.gid, pid: peer.pid)
+                let caller = directory.caller(uid: peer.uid, gid: peer.gid, pid: peer.pid)
                 let answer = reply.wait { respond in processor.handle(request, caller: caller, respond: respond) }
                 guard send(answer), registry.finishRequest(fd) else { return }
             }

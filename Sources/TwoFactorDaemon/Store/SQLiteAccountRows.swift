@@ -7,7 +7,7 @@ import TwoFactorCore
 
 enum SQLiteAccountRows {
     /// The columns `record` reads, in its order.
-    static let columns = """
+    private static let columns = """
         name, secret, algorithm, digits, period, enrolled_at, pending_secret, pending_algorithm, \
         pending_digits, pending_period, pending_since, last_step, last_used_at, failures, locked_until, \
         lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window, grace_logins_used
@@ -19,9 +19,9 @@ enum SQLiteAccountRows {
         case integer(Int)
     }
 
-    /// Every row `sql` (which selects `columns`) yields for `parameters`.
-    static func fetch(_ db: Database, _ sql: String, _ parameters: [Parameter]) throws -> [AccountRecord] {
-        let statement = try db.cachedStatement(sql: sql)
+    /// Every account row that `SELECT <the columns> FROM account <rest>` yields for `parameters`.
+    static func fetch(_ db: Database, _ rest: String, _ parameters: [Parameter]) throws -> [AccountRecord] {
+        let statement = try db.cachedStatement(sql: "SELECT \(columns) FROM account \(rest)")
         let raw = statement.sqliteStatement
         sqlite3_reset(raw)
         defer {

@@ -319,23 +319,20 @@ private final class FailingCommitObserver: TransactionObserver {
 struct SQLiteTransaction: AccountTransaction {
     let db: Database
 
-    private static let columns = SQLiteAccountRows.columns
-
     func account(named name: String) throws -> AccountRecord? {
-        try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account WHERE name = ?", [.text(name)]).first
+        try SQLiteAccountRows.fetch(db, "WHERE name = ?", [.text(name)]).first
     }
 
     func allAccounts() throws -> [AccountRecord] {
-        try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account ORDER BY name", [])
+        try SQLiteAccountRows.fetch(db, "ORDER BY name", [])
     }
 
     func accounts(after: String?, limit: Int) throws -> [AccountRecord] {
         // name is the primary key: both forms walk its index, no sort.
         if let after {
-            return try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account WHERE name > ? ORDER BY name LIMIT ?",
-                                               [.text(after), .integer(limit)])
+            return try SQLiteAccountRows.fetch(db, "WHERE name > ? ORDER BY name LIMIT ?", [.text(after), .integer(limit)])
         }
-        return try SQLiteAccountRows.fetch(db, "SELECT \(Self.columns) FROM account ORDER BY name LIMIT ?", [.integer(limit)])
+        return try SQLiteAccountRows.fetch(db, "ORDER BY name LIMIT ?", [.integer(limit)])
     }
 
     func save(_ account: AccountRecord) throws {
