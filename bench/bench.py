@@ -322,7 +322,8 @@ def enroll_accounts(daemon, workdir, count, prefix):
 
 
 class NoopServer:
-    """The ceiling: bench/noop_server.c answers every frame at once."""
+    """One of bench/'s C servers on a socket of its own, stopped by CLEANUP: by default the
+    ceiling, bench/noop_server.c, which answers every frame at once."""
 
     def __init__(self, workdir, name="noop_server", args=(), label=None):
         self.socket = os.path.join(workdir, f"{label or name}.sock")

@@ -2,9 +2,10 @@
  * one thread per connection like bench/noop_server.c. For each frame it reads the account's row
  * by name from the daemon's own SQLite file (a prepared statement on a read-only connection taken
  * from a pool, so a connection per login costs no opening; the columns the daemon reads) and
- * appends one audit line to a file (the daemon records every check), then answers. No policy, no permission check, no decoding beyond the user name:
- * whatever twofactord spends beyond this server is its own overhead; what this server spends
- * beyond the no-work server is the work any correct daemon must do.
+ * appends one audit line to a file (the daemon records every check), then answers. No policy, no
+ * permission check, no decoding beyond the user name: whatever twofactord spends beyond this
+ * server is its own overhead; what this server spends beyond the no-work server is the work any
+ * correct daemon must do.
  *
  *   floor_server SOCKET_PATH DATABASE AUDIT_FILE   (runs until killed; prints "listening")
  * Answers: enrolled when the row has a secret, notEnrolled otherwise.
@@ -34,7 +35,7 @@ typedef struct reader { sqlite3 *db; sqlite3_stmt *stmt; struct reader *next; } 
 static reader_t *idle_readers;
 static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The daemon's column list (SQLiteAccountStore.columns). */
+/* The daemon's column list (Sources/TwoFactorDaemon/Store/SQLiteAccountRows.swift). */
 static const char *lookup =
     "SELECT name, secret, algorithm, digits, period, enrolled_at, pending_secret, pending_algorithm, "
     "pending_digits, pending_period, pending_since, last_step, last_used_at, failures, locked_until, "
@@ -67,15 +68,13 @@ static void *serve(void *arg) {
     int fd = (int)(intptr_t)arg;
     static const uint8_t enrolled[] = {0, 0, 0, 2, 1, 0x02};
     static const uint8_t not_enrolled[] = {0, 0, 0, 2, 1, 0x03};
-    uint8_t req[8192], h[4];
-    for (;;) {
-        if (io_all(fd, h, 4, 0)) break;
-        size_t n = (size_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
-        if (n < 2 || n > sizeof req || io_all(fd, req, n, 0)) break;
+    uint8_t req[8192];
+    long n;
+    while ((n = read_frame(fd, req, sizeof req)) >= 0) {
         /* The user field (tag 1) is the first one the load generator writes. */
         if (n < 5 || req[2] != 1) break;
         size_t user_len = (size_t)req[3] << 8 | req[4];
-        if (5 + user_len > n) break;
+        if (5 + user_len > (size_t)n) break;
         reader_t *r = take_reader();
         sqlite3_stmt *stmt = r->stmt;
         sqlite3_bind_text(stmt, 1, (const char *)req + 5, (int)user_len, SQLITE_STATIC);

@@ -146,12 +146,8 @@ static size_t frame(uint8_t *buf, int code, const char *user, const char *otp) {
 
 /* One round trip; the answer's payload lands in resp (up to cap bytes). Returns its length. */
 static long round_trip(int fd, uint8_t *req, size_t len, uint8_t *resp, size_t cap) {
-    uint8_t h[4];
-    if (io_all(fd, req, len, 1) || io_all(fd, h, 4, 0)) return -1;
-    size_t n = (size_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
-    if (n < 2 || n > cap) return -1;
-    if (io_all(fd, resp, n, 0)) return -1;
-    return n;
+    if (io_all(fd, req, len, 1)) return -1;
+    return read_frame(fd, resp, cap);
 }
 
 static void record(client_t *c, uint64_t ns) {

@@ -26,16 +26,13 @@ static int not_enrolled;  /* answer check with notEnrolled */
 
 static void *serve(void *arg) {
     int fd = (int)(intptr_t)arg;
-    uint8_t req[8192], h[4];
+    uint8_t req[8192];
     static const uint8_t accepted[] = {0, 0, 0, 13, 1, 0x01, 0x10, 0, 1, 1, 0x11, 0, 4, 0, 0, 0, 8};
     static const uint8_t enrolled_answer[] = {0, 0, 0, 2, 1, 0x02};
     static const uint8_t not_enrolled_answer[] = {0, 0, 0, 2, 1, 0x03};
     static const uint8_t ok[] = {0, 0, 0, 2, 1, 0x00};
     const uint8_t *enrolled = not_enrolled ? not_enrolled_answer : enrolled_answer;
-    for (;;) {
-        if (io_all(fd, h, 4, 0)) break;
-        size_t n = (size_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
-        if (n < 2 || n > sizeof req || io_all(fd, req, n, 0)) break;
+    while (read_frame(fd, req, sizeof req) >= 0) {
         const uint8_t *answer = req[1] == 0x02 ? accepted : req[1] == 0x01 ? enrolled : ok;
         size_t len = answer == accepted ? sizeof accepted : sizeof ok;  /* the others are 6 bytes */
         if (io_all(fd, (uint8_t *)answer, len, 1)) break;
