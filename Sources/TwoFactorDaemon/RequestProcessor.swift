@@ -142,36 +142,39 @@ public final class RequestProcessor: Sendable {
             return
         }
         let rules = self.rules
-        store.write({ try rules.verify($0, user: user, code: code, at: moment) }) { result in
-            guard case .success(let outcome) = result else {
-                log(nil, .error, .internalError)
-                respond(Self.internalError())
-                return
-            }
-            if let lockout = outcome.lockoutStarted {
-                audit.lockout(account: user, until: lockout.until, failures: lockout.failures, remoteHost: remoteHost)
-            }
-            var answer = WireMessage(status: outcome.status)
-            switch outcome.status {
-            case .accepted:
-                log(outcome.method == .recoveryCode ? "recovery" : outcome.method == .hotp ? "hotp" : "totp", .accepted, .ok)
-                if let method = outcome.method { answer.append(.method, uint8: method.rawValue) }
-                if let left = outcome.recoveryCodesLeft { answer.append(.recoveryCodesLeft, uint32: UInt32(left)) }
-            default:
-                log(nil, .rejected, outcome.reason)
-                if let until = outcome.lockedUntil { answer.append(.lockedUntil, uint64: UInt64(max(0, until))) }
-                if outcome.status == .wrongCode, let offset = suspectOffset {
-                    let micros = Int64((offset * 1_000_000).rounded())
-                    answer.append(.clockOffsetMicros, int64: micros)
-                    Self.appendText(&answer, .message, Product.clockHint(offsetMicros: micros))
-                } else if outcome.reason == .invalidCode {
-                    Self.appendText(&answer, .message, "that is not a code of the expected form")
-                } else if outcome.reason == .resyncPending {
-                    Self.appendText(&answer, .message, Self.resyncMessage)
-                }
-            }
-            respond(answer)
+        // Waits here, on the connection's thread, so the audit line and the answer are made here
+        // and not on the store's writer, which every verify shares (docs/PERFORMANCE-NOTES.md).
+        let outcome: VerifyOutcome
+        do {
+            outcome = try store.writeAndWait { try rules.verify($0, user: user, code: code, at: moment) }
+        } catch {
+            log(nil, .error, .internalError)
+            respond(Self.internalError())
+            return
         }
+        if let lockout = outcome.lockoutStarted {
+            audit.lockout(account: user, until: lockout.until, failures: lockout.failures, remoteHost: remoteHost)
+        }
+        var answer = WireMessage(status: outcome.status)
+        switch outcome.status {
+        case .accepted:
+            log(outcome.method == .recoveryCode ? "recovery" : outcome.method == .hotp ? "hotp" : "totp", .accepted, .ok)
+            if let method = outcome.method { answer.append(.method, uint8: method.rawValue) }
+            if let left = outcome.recoveryCodesLeft { answer.append(.recoveryCodesLeft, uint32: UInt32(left)) }
+        default:
+            log(nil, .rejected, outcome.reason)
+            if let until = outcome.lockedUntil { answer.append(.lockedUntil, uint64: UInt64(max(0, until))) }
+            if outcome.status == .wrongCode, let offset = suspectOffset {
+                let micros = Int64((offset * 1_000_000).rounded())
+                answer.append(.clockOffsetMicros, int64: micros)
+                Self.appendText(&answer, .message, Product.clockHint(offsetMicros: micros))
+            } else if outcome.reason == .invalidCode {
+                Self.appendText(&answer, .message, "that is not a code of the expected form")
+            } else if outcome.reason == .resyncPending {
+                Self.appendText(&answer, .message, Self.resyncMessage)
+            }
+        }
+        respond(answer)
     }
 
     // MARK: Management

@@ -1,3 +1,4 @@
+import Dispatch
 import TwoFactorCore
 
 // What the verification logic needs from storage, and nothing about how it is stored. The SQLite
@@ -119,4 +120,36 @@ public protocol AccountStore: AnyObject, Sendable {
 extension AccountStore {
     /// A store that cannot read without waiting (over a network, say) always answers nil.
     public func readNow<T>(_ body: (any AccountTransaction) throws -> T) -> T? { nil }
+}
+
+/// Blocking forms of the store's calls, for threads that may block: the maintenance commands, and
+/// `verify` on its connection's own thread, which then writes the audit line and the answer there
+/// rather than on the store's writer that every verify shares. Never on the store's own threads.
+extension AccountStore {
+    public func writeAndWait<T: Sendable>(_ unit: @escaping @Sendable (any AccountTransaction) throws -> T) throws(StoreError) -> T {
+        let box = WaitBox<T>()
+        write(unit) { box.put($0) }
+        return try box.take().get()
+    }
+
+    public func readAndWait<T: Sendable>(_ body: @escaping @Sendable (any AccountTransaction) throws -> T) throws(StoreError) -> T {
+        let box = WaitBox<T>()
+        read(body) { box.put($0) }
+        return try box.take().get()
+    }
+}
+
+private final class WaitBox<T: Sendable>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<T, StoreError>?
+
+    func put(_ result: Result<T, StoreError>) {
+        self.result = result
+        done.signal()
+    }
+
+    func take() -> Result<T, StoreError> {
+        done.wait()
+        return result!
+    }
 }

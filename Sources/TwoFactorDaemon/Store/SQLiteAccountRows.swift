@@ -1,6 +1,6 @@
-// Account rows read with SQLite's C API on GRDB's cached statements. A `check` is one lookup by
-// name, and decoding it through GRDB's Row (arguments boxed as DatabaseValues, a cursor, a row
-// with a dictionary of column names) cost more than SQLite's own work (docs/PERFORMANCE-NOTES.md).
+// Account rows decoded with SQLite's C API (SQLiteStatementCalls). A `check` is one lookup by
+// name, and decoding it through GRDB's Row (a cursor, a row with a dictionary of column names)
+// cost more than SQLite's own work (docs/PERFORMANCE-NOTES.md).
 import GRDB
 import GRDBSQLite
 import TwoFactorCore
@@ -13,45 +13,11 @@ enum SQLiteAccountRows {
         lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window, grace_logins_used
         """
 
-    /// A parameter of the query: text (an account name) or an integer (a limit).
-    enum Parameter {
-        case text(String)
-        case integer(Int)
-    }
-
     /// Every account row that `SELECT <the columns> FROM account <rest>` yields for `parameters`.
-    static func fetch(_ db: Database, _ rest: String, _ parameters: [Parameter]) throws -> [AccountRecord] {
-        let statement = try db.cachedStatement(sql: "SELECT \(columns) FROM account \(rest)")
-        let raw = statement.sqliteStatement
-        sqlite3_reset(raw)
-        defer {
-            sqlite3_reset(raw)
-            sqlite3_clear_bindings(raw)
-        }
-        for (index, parameter) in parameters.enumerated() {
-            let position = Int32(index + 1)
-            let bound: Int32
-            switch parameter {
-            case .text(var text):
-                // Copied by SQLite (SQLITE_TRANSIENT): the bytes are only valid in this closure.
-                bound = text.withUTF8 { bytes in
-                    guard !bytes.isEmpty else { return sqlite3_bind_text(raw, position, "", 0, transient) }
-                    return bytes.withMemoryRebound(to: CChar.self) {
-                        sqlite3_bind_text(raw, position, $0.baseAddress, Int32($0.count), transient)
-                    }
-                }
-            case .integer(let value):
-                bound = sqlite3_bind_int64(raw, position, Int64(value))
-            }
-            guard bound == SQLITE_OK else { throw failure(db, "binding a parameter", bound) }
-        }
+    static func fetch(_ db: Database, _ rest: String, _ parameters: [SQLiteStatementCalls.Parameter]) throws -> [AccountRecord] {
         var records: [AccountRecord] = []
-        while true {
-            let stepped = sqlite3_step(raw)
-            if stepped == SQLITE_DONE { return records }
-            guard stepped == SQLITE_ROW else { throw failure(db, "reading accounts", stepped) }
-            records.append(record(raw))
-        }
+        try SQLiteStatementCalls.run(db, "SELECT \(columns) FROM account \(rest)", parameters) { records.append(record($0)) }
+        return records
     }
 
     private static func record(_ raw: SQLiteStatement) -> AccountRecord {
@@ -102,12 +68,5 @@ enum SQLiteAccountRows {
         let count = Int(sqlite3_column_bytes(raw, column))
         guard count > 0, let bytes = sqlite3_column_blob(raw, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: bytes, count: count))
-    }
-
-    /// SQLITE_TRANSIENT, a macro Swift does not import.
-    private static let transient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
-
-    private static func failure(_ db: Database, _ what: String, _ code: Int32) -> StoreError {
-        StoreError("\(what): \(String(cString: sqlite3_errmsg(db.sqliteConnection))) (SQLite \(code))")
     }
 }

@@ -82,33 +82,3 @@ public enum StoreLocation: Sendable, Equatable {
         return text
     }
 }
-
-/// Blocking forms of the store's calls, for the maintenance commands (never the daemon's paths).
-extension AccountStore {
-    public func writeAndWait<T: Sendable>(_ unit: @escaping @Sendable (any AccountTransaction) throws -> T) throws(StoreError) -> T {
-        let box = WaitBox<T>()
-        write(unit) { box.put($0) }
-        return try box.take().get()
-    }
-
-    public func readAndWait<T: Sendable>(_ body: @escaping @Sendable (any AccountTransaction) throws -> T) throws(StoreError) -> T {
-        let box = WaitBox<T>()
-        read(body) { box.put($0) }
-        return try box.take().get()
-    }
-}
-
-private final class WaitBox<T: Sendable>: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<T, StoreError>?
-
-    func put(_ result: Result<T, StoreError>) {
-        self.result = result
-        done.signal()
-    }
-
-    func take() -> Result<T, StoreError> {
-        done.wait()
-        return result!
-    }
-}

@@ -1,0 +1,89 @@
+// The store's frequent statements run with SQLite's C API on GRDB's cached statements: binding
+// through GRDB (each argument boxed as a DatabaseValue, an array of existentials, a cursor) cost
+// more than SQLite's own work for a one-row lookup or update (docs/PERFORMANCE-NOTES.md).
+// Transactions and savepoints stay GRDB's, so its transaction observers still see every commit.
+import GRDB
+import GRDBSQLite
+
+enum SQLiteStatementCalls {
+    /// A value bound to a `?` of the statement.
+    enum Parameter {
+        case text(String)
+        case integer(Int64)
+        case blob([UInt8])
+        case null
+
+        static func integer(_ value: Int) -> Parameter { .integer(Int64(value)) }
+        static func integer(_ value: Int64?) -> Parameter { value.map { .integer($0) } ?? .null }
+        static func integer(_ value: Int?) -> Parameter { value.map { .integer(Int64($0)) } ?? .null }
+        static func text(_ value: String?) -> Parameter { value.map { .text($0) } ?? .null }
+        static func blob(_ value: [UInt8]?) -> Parameter { value.map { .blob($0) } ?? .null }
+    }
+
+    /// Runs `sql` with `parameters`, handing each result row to `row` (nothing is kept of a row
+    /// after `row` returns). The statement is reset and its bindings cleared whatever happens.
+    static func run(_ db: Database, _ sql: String, _ parameters: [Parameter],
+                    row: (SQLiteStatement) throws -> Void = { _ in }) throws {
+        let raw = try db.cachedStatement(sql: sql).sqliteStatement
+        sqlite3_reset(raw)
+        defer {
+            sqlite3_reset(raw)
+            sqlite3_clear_bindings(raw)
+        }
+        for (index, parameter) in parameters.enumerated() {
+            let bound = bind(parameter, to: raw, at: Int32(index + 1))
+            guard bound == SQLITE_OK else { throw failure(db, "binding a parameter", bound) }
+        }
+        while true {
+            let stepped = sqlite3_step(raw)
+            if stepped == SQLITE_DONE { return }
+            guard stepped == SQLITE_ROW else { throw failure(db, "running a statement", stepped) }
+            try row(raw)
+        }
+    }
+
+    /// Runs a statement that changes rows; how many rows it changed.
+    static func change(_ db: Database, _ sql: String, _ parameters: [Parameter]) throws -> Int {
+        try run(db, sql, parameters)
+        return Int(sqlite3_changes(db.sqliteConnection))
+    }
+
+    /// The integer in the first column of the first row (a COUNT), 0 when there is no row.
+    static func integer(_ db: Database, _ sql: String, _ parameters: [Parameter]) throws -> Int {
+        var value: Int64 = 0
+        var first = true
+        try run(db, sql, parameters) { raw in
+            if first { value = sqlite3_column_int64(raw, 0) }
+            first = false
+        }
+        return Int(value)
+    }
+
+    private static func bind(_ parameter: Parameter, to raw: SQLiteStatement, at position: Int32) -> Int32 {
+        // SQLite copies text and blobs (SQLITE_TRANSIENT): the bytes are only valid in the closures.
+        switch parameter {
+        case .text(var text):
+            return text.withUTF8 { bytes in
+                guard !bytes.isEmpty else { return sqlite3_bind_text(raw, position, "", 0, transient) }
+                return bytes.withMemoryRebound(to: CChar.self) {
+                    sqlite3_bind_text(raw, position, $0.baseAddress, Int32($0.count), transient)
+                }
+            }
+        case .integer(let value):
+            return sqlite3_bind_int64(raw, position, value)
+        case .blob(let bytes):
+            // A zero-length blob, not NULL: an empty array is a value.
+            guard !bytes.isEmpty else { return sqlite3_bind_zeroblob(raw, position, 0) }
+            return bytes.withUnsafeBytes { sqlite3_bind_blob(raw, position, $0.baseAddress, Int32($0.count), transient) }
+        case .null:
+            return sqlite3_bind_null(raw, position)
+        }
+    }
+
+    /// SQLITE_TRANSIENT, a macro Swift does not import.
+    private static let transient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
+
+    static func failure(_ db: Database, _ what: String, _ code: Int32) -> StoreError {
+        StoreError("\(what): \(String(cString: sqlite3_errmsg(db.sqliteConnection))) (SQLite \(code))")
+    }
+}
