@@ -348,6 +348,8 @@ LOAD_OPS = {
     # and the CPUs have gone idle: the round trip a single login pays, and its floor (the ceiling
     # server's figure) for the login-overhead targets.
     "check, a connection each, idle between": ("check", [1], ("--connect-each", "1", "--gap-us", "3000")),
+    # The same for the durable part of an enrolled login: a verify, committed before it is answered.
+    "verify, a connection each, idle between": ("verify", [1], ("--connect-each", "1", "--gap-us", "3000")),
 }
 
 

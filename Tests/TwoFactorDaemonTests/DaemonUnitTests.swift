@@ -194,11 +194,7 @@ class StoreAndRulesTests: XCTestCase {
     }
 
     func testFailedCommitFailsEveryUnitOfTheBatch() throws {
-        // Hold the writer so the next units queue up into one batch.
-        let gate = DispatchSemaphore(value: 0)
-        let first = DispatchSemaphore(value: 0)
-        store.write({ _ in gate.wait() }) { _ in first.signal() }
-        usleep(100_000)
+        let release = holdWriter()
         store.failingCommitsForTesting = 1
         let done = DispatchGroup()
         let lock = NSLock()
@@ -213,8 +209,7 @@ class StoreAndRulesTests: XCTestCase {
                 done.leave()
             }
         }
-        gate.signal()
-        first.wait()
+        release()
         done.wait()
         XCTAssertEqual(outcomes.value!, [Bool](repeating: false, count: 10), "nothing may be reported as done")
         XCTAssertEqual(store.statistics.failedTransactions, 1)
@@ -222,6 +217,21 @@ class StoreAndRulesTests: XCTestCase {
         // The store keeps working afterwards.
         try write { try $0.save(AccountRecord(name: "after")) }
         XCTAssertEqual(try write { try $0.allAccounts().map(\.name) }, ["after"])
+    }
+
+    /// Holds the store's writer in a unit that waits until `release` is called, so that the units
+    /// written meanwhile queue up into one batch. The unit is written from another thread: a
+    /// store may run a lone unit on its caller's thread. `release` returns once that unit is done.
+    private func holdWriter() -> () -> Void {
+        let gate = DispatchSemaphore(value: 0)
+        let entered = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        let store = self.store!
+        DispatchQueue.global().async {
+            store.write({ _ in entered.signal(); gate.wait() }) { _ in finished.signal() }
+        }
+        entered.wait()
+        return { gate.signal(); finished.wait() }
     }
 
     /// One page of admin list: names in byte order (as the CLI pages with listAfter), from after
@@ -242,6 +252,7 @@ class StoreAndRulesTests: XCTestCase {
         let lock = NSLock()
         let outcomes = Box<[String: Bool]>()
         outcomes.value = [:]
+        let release = holdWriter()
         for name in ["a", "b", "c"] {
             done.enter()
             store.write({ transaction in
@@ -252,8 +263,10 @@ class StoreAndRulesTests: XCTestCase {
                 done.leave()
             }
         }
+        release()
         done.wait()
         XCTAssertEqual(outcomes.value!, ["a": true, "b": false, "c": true])
+        XCTAssertEqual(store.statistics.largestBatch, 3, "the three units shared one transaction")
         XCTAssertEqual(try write { try $0.allAccounts().map(\.name) }, ["a", "c"], "b's savepoint was rolled back")
     }
 

@@ -1,7 +1,9 @@
 // The SQLite implementation of AccountStore: one file in the state directory, WAL journal,
-// synchronous=FULL (checked), and a single writer thread that group-commits queued units of work.
+// synchronous=FULL (checked), and one writer at a time: a lone unit is committed on its caller's
+// thread, and units that queue meanwhile are group-committed by the writer thread.
 import Foundation
 import GRDB
+import GRDBSQLite
 import TwoFactorCore
 
 public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
@@ -16,6 +18,8 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     // Writer state, guarded by `condition`.
     private let condition = NSCondition()
     private var queue: [PendingUnit] = []
+    /// A batch is being run, by the writer thread or by a caller of `write` (only one at a time).
+    private var running = false
     private var closing = false
     private var writerFinished = false
     private var closed = false
@@ -111,6 +115,16 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
             completion(.failure(StoreError("the store is closed")))
             return
         }
+        if !running && queue.isEmpty {
+            // Nothing is being written and nothing waits: commit it here, on the caller's thread.
+            // A lone verify (one login at a time) is spared the hand-over to the writer thread
+            // and back, two wake-ups of another thread. `running` keeps every unit serialised.
+            running = true
+            let failCommit = takeInjectedCommitFailure()
+            condition.unlock()
+            commit([pending], failCommit: failCommit)
+            return
+        }
         queue.append(pending)
         condition.signal()
         condition.unlock()
@@ -154,11 +168,12 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
 
     // MARK: The writer
 
+    /// Takes what queued while a batch ran, as one batch, until the store closes.
     private func writerLoop() {
         while true {
             condition.lock()
-            while queue.isEmpty && !closing { condition.wait() }
-            if queue.isEmpty && closing {
+            while running || (queue.isEmpty && !closing) { condition.wait() }
+            if queue.isEmpty {  // closing, and everything queued is done
                 writerFinished = true
                 condition.broadcast()
                 condition.unlock()
@@ -166,24 +181,35 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
             }
             let batch = queue
             queue.removeAll(keepingCapacity: true)
-            let failCommit = failingCommitsForTesting > 0
-            if failCommit { failingCommitsForTesting -= 1 }
+            running = true
+            let failCommit = takeInjectedCommitFailure()
             condition.unlock()
-
-            let committed = runBatch(batch, failCommit: failCommit)
-
-            condition.lock()
-            stats.transactions += 1
-            stats.units += batch.count
-            stats.largestBatch = max(stats.largestBatch, batch.count)
-            if !committed { stats.failedTransactions += 1 }
-            condition.unlock()
-            // Answer only now: every result below is durable (or reported as a failure). The
-            // writer answers itself: each answer is a few microseconds (an audit line, a wake-up
-            // of the connection's thread), and handing them to other threads cost more CPU and a
-            // longer tail at 8 clients than it saved (docs/PERFORMANCE-NOTES.md).
-            for unit in batch { unit.deliver(committed: committed) }
+            commit(batch, failCommit: failCommit)
         }
+    }
+
+    /// Runs one batch (the caller has set `running`), then answers its units.
+    private func commit(_ batch: [PendingUnit], failCommit: Bool) {
+        let committed = runBatch(batch, failCommit: failCommit)
+        condition.lock()
+        stats.transactions += 1
+        stats.units += batch.count
+        stats.largestBatch = max(stats.largestBatch, batch.count)
+        if !committed { stats.failedTransactions += 1 }
+        running = false
+        // The writer thread takes what queued meanwhile (or finishes, when closing).
+        if !queue.isEmpty || closing { condition.broadcast() }
+        condition.unlock()
+        // Answer only now: every result below is durable (or reported as a failure). Each answer
+        // is a wake-up of the waiting thread, which makes its audit line and answer itself.
+        for unit in batch { unit.deliver(committed: committed) }
+    }
+
+    /// Guarded by `condition`: whether the batch about to run is to fail its commit (test hook).
+    private func takeInjectedCommitFailure() -> Bool {
+        guard failingCommitsForTesting > 0 else { return false }
+        failingCommitsForTesting -= 1
+        return true
     }
 
     /// Runs every unit in one transaction, each in its own savepoint. Returns whether it committed.
@@ -337,7 +363,7 @@ struct SQLiteTransaction: AccountTransaction {
 
     func save(_ account: AccountRecord) throws {
         let e = account.enrollment, p = account.pending
-        try db.cachedStatement(sql: """
+        try SQLiteStatementCalls.run(db, """
             INSERT INTO account (name, secret, algorithm, digits, period, enrolled_at,
                 pending_secret, pending_algorithm, pending_digits, pending_period, pending_since,
                 last_step, last_used_at, failures, locked_until, lockouts, drift_steps,
@@ -353,13 +379,14 @@ struct SQLiteTransaction: AccountTransaction {
                 drift_steps = excluded.drift_steps, kind = excluded.kind, pending_kind = excluded.pending_kind,
                 hotp_counter = excluded.hotp_counter, hotp_resync_counter = excluded.hotp_resync_counter,
                 account_window = excluded.account_window, grace_logins_used = excluded.grace_logins_used
-            """).execute(arguments: [
-                account.name, e.map { Data($0.sealedSecret) }, e?.algorithm, e?.digits, e?.period, e?.createdAt,
-                p.map { Data($0.sealedSecret) }, p?.algorithm, p?.digits, p?.period, p?.createdAt,
-                account.lastStep, account.lastUsedAt, account.failures, account.lockedUntil,
-                account.lockouts, account.driftSteps,
-                e?.kind ?? OTPKind.totp.rawValue, p?.kind ?? OTPKind.totp.rawValue,
-                account.hotpCounter, account.hotpResyncCounter, account.window, account.graceLoginsUsed,
+            """, [
+                .text(account.name), .blob(e?.sealedSecret), .text(e?.algorithm), .integer(e?.digits), .integer(e?.period),
+                .integer(e?.createdAt), .blob(p?.sealedSecret), .text(p?.algorithm), .integer(p?.digits),
+                .integer(p?.period), .integer(p?.createdAt), .integer(account.lastStep), .integer(account.lastUsedAt),
+                .integer(account.failures), .integer(account.lockedUntil), .integer(account.lockouts),
+                .integer(account.driftSteps), .text(e?.kind ?? OTPKind.totp.rawValue), .text(p?.kind ?? OTPKind.totp.rawValue),
+                .integer(account.hotpCounter), .integer(account.hotpResyncCounter), .integer(account.window),
+                .integer(account.graceLoginsUsed),
             ])
     }
 
@@ -369,20 +396,23 @@ struct SQLiteTransaction: AccountTransaction {
     }
 
     func recoveryCodes(of name: String) throws -> [RecoveryCodeRecord] {
-        try Row.fetchAll(try db.cachedStatement(sql: "SELECT hash, used_at FROM recovery_code WHERE account = ?"), arguments: [name]).map {
-            RecoveryCodeRecord(hash: [UInt8]($0["hash"] as Data), usedAt: $0["used_at"])
+        var records: [RecoveryCodeRecord] = []
+        try SQLiteStatementCalls.run(db, "SELECT hash, used_at FROM recovery_code WHERE account = ?", [.text(name)]) { raw in
+            let count = Int(sqlite3_column_bytes(raw, 0))
+            let hash = count > 0 ? sqlite3_column_blob(raw, 0).map { Array(UnsafeRawBufferPointer(start: $0, count: count)) } : nil
+            let usedAt = sqlite3_column_type(raw, 1) == SQLITE_NULL ? nil : sqlite3_column_int64(raw, 1)
+            records.append(RecoveryCodeRecord(hash: hash ?? [], usedAt: usedAt))
         }
+        return records
     }
 
     func recoveryCodesLeft(of name: String) throws -> Int {
-        try Int.fetchOne(try db.cachedStatement(sql: "SELECT COUNT(*) FROM recovery_code WHERE account = ? AND used_at IS NULL"),
-                         arguments: [name]) ?? 0
+        try SQLiteStatementCalls.integer(db, "SELECT COUNT(*) FROM recovery_code WHERE account = ? AND used_at IS NULL", [.text(name)])
     }
 
     func markRecoveryCodeUsed(of name: String, hash: [UInt8], at time: Int64) throws -> Bool {
-        try db.cachedStatement(sql: "UPDATE recovery_code SET used_at = ? WHERE account = ? AND hash = ? AND used_at IS NULL")
-            .execute(arguments: [time, name, Data(hash)])
-        return db.changesCount == 1
+        try SQLiteStatementCalls.change(db, "UPDATE recovery_code SET used_at = ? WHERE account = ? AND hash = ? AND used_at IS NULL",
+                                        [.integer(time), .text(name), .blob(hash)]) == 1
     }
 
     func replaceRecoveryCodes(of name: String, hashes: [[UInt8]]) throws {
