@@ -9,7 +9,8 @@
  *
  * verify sends codes that the daemon accepts: FILE has "name base32secret last_step" lines (what
  * enroll writes), and each account is given the TOTP code of the next step it has not used
- * (at most now+1: the daemon accepts each step once per account, within the window of one step).
+ * (now-1 to now+1: the daemon accepts each step once per account, within the window of one step;
+ * not now-1 near the end of a step, see oldest_usable_step).
  * Accounts are spread over the clients, so many accounts are needed for a long run; a client that
  * runs out of usable steps stops, and the count is reported as "exhausted".
  * enroll does enrollBegin + enrollConfirm (code computed from the secret the daemon sent) for
@@ -112,6 +113,17 @@ static void totp(const uint8_t *key, int len, int64_t step, char out[7]) {
 
 static int64_t step_now(void) { return (int64_t)time(NULL) / 30; }
 
+/* The oldest step a code may be for: now-1, except in the last 2 s of a step, when a request
+ * could reach the daemon after the step has turned and now-1 has left its window (a refusal that
+ * would be the load generator's, not the daemon's). */
+static int64_t oldest_usable_step(int64_t *now_out) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec / 30;
+    *now_out = now;
+    return ts.tv_sec % 30 >= 28 ? now : now - 1;
+}
+
 static int connect_socket(void) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -161,12 +173,13 @@ static void record(client_t *c, uint64_t ns) {
 /* The next account of this client with a usable step, or -1. */
 static int pick(client_t *c, int *cursor, int64_t *step_out) {
     int mine = (account_count - c->index + c->clients - 1) / c->clients;
-    int64_t now = step_now();
+    int64_t now;
+    int64_t oldest = oldest_usable_step(&now);
     for (int tries = 0; tries < mine; tries++) {
         int i = c->index + (*cursor % mine) * c->clients;
         (*cursor)++;
         account_t *a = &accounts[i];
-        int64_t s = a->next_step < now - 1 ? now - 1 : a->next_step;
+        int64_t s = a->next_step < oldest ? oldest : a->next_step;
         if (any_step) { *step_out = now; return i; }
         if (s <= now + 1) { a->next_step = s + 1; *step_out = s; return i; }
     }

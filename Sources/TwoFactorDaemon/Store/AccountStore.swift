@@ -103,6 +103,8 @@ public struct StoreError: Error, CustomStringConvertible, Equatable {
 public protocol AccountStore: AnyObject, Sendable {
     /// Runs `unit` on the single writer (see the guarantees above) and calls `completion` after the
     /// commit with the unit's result, or with a StoreError if the unit threw or the commit failed.
+    /// Either may run on the calling thread before `write` returns (SQLite commits a lone unit
+    /// there), so the caller must not hold a lock that the unit or the completion takes.
     func write<T: Sendable>(_ unit: @escaping @Sendable (any AccountTransaction) throws -> T,
                             completion: @escaping @Sendable (Result<T, StoreError>) -> Void)
     /// Runs a read-only `body` on a consistent snapshot, concurrently with the writer.
