@@ -165,7 +165,9 @@ public struct OTPAuthURI: Sendable, Equatable {
             guard let parsed = Self.smallDecimal(text), OTPParameters.periodRange.contains(parsed) else {
                 throw .invalidPeriod(text)
             }
-            period = parsed
+            // RFC 4226 has no time step: an hotp URI's period is checked but not kept, as the
+            // URI written for an HOTP key has none (parse, write, parse must agree).
+            if !isHOTP { period = parsed }
         }
 
         let issuer: String

@@ -171,4 +171,18 @@ final class OTPAuthURITests: XCTestCase {
             XCTAssertEqual(try OTPAuthURI(parsing: parsed.uriString), parsed, uri)
         }
     }
+
+    // Found by the otpauth fuzzer: an hotp URI with period=60 was read with that period, but the
+    // URI written for an HOTP key carries no period (RFC 4226 has no time step), so parse, write,
+    // parse turned 60 into the default 30. A period on an hotp URI is checked, then ignored.
+    func testAPeriodOnAnHOTPURIIsIgnored() throws {
+        let uri = "otpauth://hotp/X:alice?secret=MZXW6&counter=5&period=60"
+        let parsed = try OTPAuthURI(parsing: uri)
+        XCTAssertEqual(parsed.hotpCounter, 5)
+        XCTAssertEqual(parsed.parameters.period, OTPParameters.standard.period)
+        XCTAssertEqual(try OTPAuthURI(parsing: parsed.uriString), parsed)
+        XCTAssertThrowsError(try OTPAuthURI(parsing: "otpauth://hotp/X:alice?secret=MZXW6&counter=5&period=x")) {
+            XCTAssertEqual($0 as? OTPAuthURIError, .invalidPeriod("x"))
+        }
+    }
 }
