@@ -1,4 +1,4 @@
-// Account rows decoded with SQLite's C API (SQLiteStatementCalls). A `check` is one lookup by
+// Account rows decoded with SQLite's C API (SQLiteStatementCalls, SQLiteColumn). A `check` is one lookup by
 // name, and decoding it through GRDB's Row (a cursor, a row with a dictionary of column names)
 // cost more than SQLite's own work (docs/PERFORMANCE-NOTES.md).
 import GRDB
@@ -21,52 +21,29 @@ enum SQLiteAccountRows {
     }
 
     private static func record(_ raw: SQLiteStatement) -> AccountRecord {
-        var record = AccountRecord(name: text(raw, 0) ?? "")
-        if let secret = blob(raw, 1) {
-            record.enrollment = EnrollmentRecord(sealedSecret: secret, algorithm: text(raw, 2) ?? "SHA1",
-                                                 digits: integer(raw, 3) ?? 6, period: integer(raw, 4) ?? 30,
-                                                 createdAt: int64(raw, 5) ?? 0, kind: text(raw, 17) ?? OTPKind.totp.rawValue)
+        var record = AccountRecord(name: SQLiteColumn.text(raw, 0) ?? "")
+        if let secret = SQLiteColumn.blob(raw, 1) {
+            record.enrollment = EnrollmentRecord(
+                sealedSecret: secret, algorithm: SQLiteColumn.text(raw, 2) ?? "SHA1",
+                digits: SQLiteColumn.integer(raw, 3) ?? 6, period: SQLiteColumn.integer(raw, 4) ?? 30,
+                createdAt: SQLiteColumn.int64(raw, 5) ?? 0, kind: SQLiteColumn.text(raw, 17) ?? OTPKind.totp.rawValue)
         }
-        if let secret = blob(raw, 6) {
-            record.pending = EnrollmentRecord(sealedSecret: secret, algorithm: text(raw, 7) ?? "SHA1",
-                                              digits: integer(raw, 8) ?? 6, period: integer(raw, 9) ?? 30,
-                                              createdAt: int64(raw, 10) ?? 0, kind: text(raw, 18) ?? OTPKind.totp.rawValue)
+        if let secret = SQLiteColumn.blob(raw, 6) {
+            record.pending = EnrollmentRecord(
+                sealedSecret: secret, algorithm: SQLiteColumn.text(raw, 7) ?? "SHA1",
+                digits: SQLiteColumn.integer(raw, 8) ?? 6, period: SQLiteColumn.integer(raw, 9) ?? 30,
+                createdAt: SQLiteColumn.int64(raw, 10) ?? 0, kind: SQLiteColumn.text(raw, 18) ?? OTPKind.totp.rawValue)
         }
-        record.lastStep = int64(raw, 11)
-        record.lastUsedAt = int64(raw, 12)
-        record.failures = integer(raw, 13) ?? 0
-        record.lockedUntil = int64(raw, 14)
-        record.lockouts = integer(raw, 15) ?? 0
-        record.driftSteps = int64(raw, 16) ?? 0
-        record.hotpCounter = int64(raw, 19)
-        record.hotpResyncCounter = int64(raw, 20)
-        record.window = integer(raw, 21)
-        record.graceLoginsUsed = integer(raw, 22) ?? 0
+        record.lastStep = SQLiteColumn.int64(raw, 11)
+        record.lastUsedAt = SQLiteColumn.int64(raw, 12)
+        record.failures = SQLiteColumn.integer(raw, 13) ?? 0
+        record.lockedUntil = SQLiteColumn.int64(raw, 14)
+        record.lockouts = SQLiteColumn.integer(raw, 15) ?? 0
+        record.driftSteps = SQLiteColumn.int64(raw, 16) ?? 0
+        record.hotpCounter = SQLiteColumn.int64(raw, 19)
+        record.hotpResyncCounter = SQLiteColumn.int64(raw, 20)
+        record.window = SQLiteColumn.integer(raw, 21)
+        record.graceLoginsUsed = SQLiteColumn.integer(raw, 22) ?? 0
         return record
-    }
-
-    private static func isNull(_ raw: SQLiteStatement, _ column: Int32) -> Bool {
-        sqlite3_column_type(raw, column) == SQLITE_NULL
-    }
-
-    private static func int64(_ raw: SQLiteStatement, _ column: Int32) -> Int64? {
-        isNull(raw, column) ? nil : sqlite3_column_int64(raw, column)
-    }
-
-    private static func integer(_ raw: SQLiteStatement, _ column: Int32) -> Int? {
-        int64(raw, column).map { Int($0) }
-    }
-
-    private static func text(_ raw: SQLiteStatement, _ column: Int32) -> String? {
-        guard !isNull(raw, column), let bytes = sqlite3_column_text(raw, column) else { return nil }
-        let count = Int(sqlite3_column_bytes(raw, column))
-        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
-    }
-
-    private static func blob(_ raw: SQLiteStatement, _ column: Int32) -> [UInt8]? {
-        guard !isNull(raw, column) else { return nil }
-        let count = Int(sqlite3_column_bytes(raw, column))
-        guard count > 0, let bytes = sqlite3_column_blob(raw, column) else { return [] }
-        return Array(UnsafeRawBufferPointer(start: bytes, count: count))
     }
 }

@@ -3,7 +3,6 @@
 // thread, and units that queue meanwhile are group-committed by the writer thread.
 import Foundation
 import GRDB
-import GRDBSQLite
 import TwoFactorCore
 
 public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
@@ -398,10 +397,7 @@ struct SQLiteTransaction: AccountTransaction {
     func recoveryCodes(of name: String) throws -> [RecoveryCodeRecord] {
         var records: [RecoveryCodeRecord] = []
         try SQLiteStatementCalls.run(db, "SELECT hash, used_at FROM recovery_code WHERE account = ?", [.text(name)]) { raw in
-            let count = Int(sqlite3_column_bytes(raw, 0))
-            let hash = count > 0 ? sqlite3_column_blob(raw, 0).map { Array(UnsafeRawBufferPointer(start: $0, count: count)) } : nil
-            let usedAt = sqlite3_column_type(raw, 1) == SQLITE_NULL ? nil : sqlite3_column_int64(raw, 1)
-            records.append(RecoveryCodeRecord(hash: hash ?? [], usedAt: usedAt))
+            records.append(RecoveryCodeRecord(hash: SQLiteColumn.blob(raw, 0) ?? [], usedAt: SQLiteColumn.int64(raw, 1)))
         }
         return records
     }

@@ -87,3 +87,31 @@ enum SQLiteStatementCalls {
         StoreError("\(what): \(String(cString: sqlite3_errmsg(db.sqliteConnection))) (SQLite \(code))")
     }
 }
+
+/// One column of the current result row, read with SQLite's C API; nil for NULL.
+enum SQLiteColumn {
+    private static func isNull(_ raw: SQLiteStatement, _ column: Int32) -> Bool {
+        sqlite3_column_type(raw, column) == SQLITE_NULL
+    }
+
+    static func int64(_ raw: SQLiteStatement, _ column: Int32) -> Int64? {
+        isNull(raw, column) ? nil : sqlite3_column_int64(raw, column)
+    }
+
+    static func integer(_ raw: SQLiteStatement, _ column: Int32) -> Int? {
+        int64(raw, column).map { Int($0) }
+    }
+
+    static func text(_ raw: SQLiteStatement, _ column: Int32) -> String? {
+        guard !isNull(raw, column), let bytes = sqlite3_column_text(raw, column) else { return nil }
+        let count = Int(sqlite3_column_bytes(raw, column))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    static func blob(_ raw: SQLiteStatement, _ column: Int32) -> [UInt8]? {
+        guard !isNull(raw, column) else { return nil }
+        let count = Int(sqlite3_column_bytes(raw, column))
+        guard count > 0, let bytes = sqlite3_column_blob(raw, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: bytes, count: count))
+    }
+}
