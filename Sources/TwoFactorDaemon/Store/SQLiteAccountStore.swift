@@ -23,7 +23,8 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
     private var writerFinished = false
     private var closed = false
     private var stats = GroupCommitStatistics()
-    /// Test hook: the next N transactions fail at commit (a real SQLite commit that GRDB aborts).
+    /// Test hook: the next N transactions fail at commit (a real SQLite COMMIT that fails; see
+    /// SQLiteWriteTransaction.run).
     var failingCommitsForTesting = 0
 
     /// Opens (creating if needed) the database and brings its schema up to date.
@@ -211,28 +212,33 @@ public final class SQLiteAccountStore: AccountStore, @unchecked Sendable {
         return true
     }
 
-    /// Runs every unit in one transaction, each in its own savepoint. Returns whether it committed.
+    /// Runs the batch's units in one transaction. Returns whether it committed (a unit's own
+    /// failure is its result, not the batch's).
     private func runBatch(_ batch: [PendingUnit], failCommit: Bool) -> Bool {
         do {
-            try pool.writeWithoutTransaction { db in
-                if failCommit { db.add(transactionObserver: FailingCommitObserver(), extent: .nextTransaction) }
-                try db.inTransaction(.immediate) {
-                    let transaction = SQLiteTransaction(db: db)
-                    // Alone in its transaction, a unit needs no savepoint: a failure rolls back all.
-                    if batch.count == 1 { return batch[0].execute(transaction) ? .commit : .rollback }
+            return try pool.writeWithoutTransaction { db in
+                let transaction = SQLiteTransaction(db: db)
+                // Units almost never fail (a store or key error): first try them all with no
+                // savepoints. allSatisfy stops at a failure, and the transaction is rolled back.
+                if try SQLiteWriteTransaction.run(db, failCommit: failCommit, { batch.allSatisfy { $0.execute(transaction) } }) {
+                    return true
+                }
+                // A lone unit's failure needs no second run. Otherwise run the batch again with a
+                // savepoint per unit, so only the failing unit's changes are undone (a unit may be
+                // run again: its result is replaced).
+                if batch.count == 1 { return true }
+                _ = try SQLiteWriteTransaction.run(db, failCommit: failCommit) {
                     for unit in batch {
                         do {
-                            try db.inSavepoint {
-                                unit.execute(transaction) ? .commit : .rollback
-                            }
+                            _ = try SQLiteWriteTransaction.savepoint(db) { unit.execute(transaction) }
                         } catch {
                             unit.fail(StoreError("savepoint failed: \(error)"))
                         }
                     }
-                    return .commit
+                    return true
                 }
+                return true
             }
-            return true
         } catch {
             return false
         }
@@ -329,15 +335,6 @@ final class PendingUnit: @unchecked Sendable {
 /// Only the writer thread touches `result`, and it delivers after running.
 final class ResultBox<T: Sendable>: @unchecked Sendable {
     var result: Result<T, StoreError>?
-}
-
-/// Aborts a commit from inside SQLite's commit hook, the way a real commit failure surfaces.
-private final class FailingCommitObserver: TransactionObserver {
-    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { true }
-    func databaseDidChange(with event: DatabaseEvent) {}
-    func databaseWillCommit() throws { throw StoreError("injected commit failure") }
-    func databaseDidCommit(_ db: Database) {}
-    func databaseDidRollback(_ db: Database) {}
 }
 
 /// AccountTransaction over one GRDB connection.

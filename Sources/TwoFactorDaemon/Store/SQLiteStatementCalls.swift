@@ -1,7 +1,7 @@
 // The store's frequent statements run with SQLite's C API on GRDB's cached statements: binding
 // through GRDB (each argument boxed as a DatabaseValue, an array of existentials, a cursor) cost
 // more than SQLite's own work for a one-row lookup or update (docs/PERFORMANCE-NOTES.md).
-// Transactions and savepoints stay GRDB's, so its transaction observers still see every commit.
+// The writer's transactions and savepoints run the same way (SQLiteWriteTransaction).
 import GRDB
 import GRDBSQLite
 
