@@ -39,8 +39,6 @@
 
 static const char *database;
 static int audit_fd;
-static const uint8_t accepted[] = {0, 0, 0, 13, 1, 0x01, 0x10, 0, 1, 1, 0x11, 0, 4, 0, 0, 0, 8};
-static const uint8_t bad_request[] = {0, 0, 0, 2, 1, 0x21};
 
 /* Opened read-only connections with their prepared lookup, reused by every client connection. */
 typedef struct reader { sqlite3 *db; sqlite3_stmt *stmt; struct reader *next; } reader_t;
@@ -153,8 +151,6 @@ static int durable_use(const uint8_t *user, size_t user_len) {
 
 static void *serve(void *arg) {
     int fd = (int)(intptr_t)arg;
-    static const uint8_t enrolled[] = {0, 0, 0, 2, 1, 0x02};
-    static const uint8_t not_enrolled[] = {0, 0, 0, 2, 1, 0x03};
     uint8_t req[8192];
     long n;
     while ((n = read_frame(fd, req, sizeof req)) >= 0) {
@@ -169,7 +165,8 @@ static void *serve(void *arg) {
                                "tty=- method=totp result=%s reason=ok\n", (long)time(NULL), (int)user_len, req + 5,
                                ok ? "accepted" : "refused");
             if (write(audit_fd, line, len) != len) break;
-            if (io_all(fd, (uint8_t *)(ok ? accepted : bad_request), ok ? sizeof accepted : sizeof bad_request, 1)) break;
+            if (io_all(fd, (uint8_t *)(ok ? ANSWER_ACCEPTED : ANSWER_BAD_REQUEST),
+                       ok ? sizeof ANSWER_ACCEPTED : sizeof ANSWER_BAD_REQUEST, 1)) break;
             continue;
         }
         reader_t *r = take_reader();
@@ -186,7 +183,7 @@ static void *serve(void *arg) {
         int len = snprintf(line, sizeof line, "%ld twofactord: event=check account=%.*s service=- rhost=- tty=- "
                            "rule=enrolled result=ok reason=ok\n", (long)time(NULL), (int)user_len, req + 5);
         if (write(audit_fd, line, len) != len) break;
-        const uint8_t *answer = has_secret ? enrolled : not_enrolled;
+        const uint8_t *answer = has_secret ? ANSWER_ENROLLED : ANSWER_NOT_ENROLLED;
         if (io_all(fd, (uint8_t *)answer, 6, 1)) break;
     }
     close(fd);

@@ -27,14 +27,10 @@ static int not_enrolled;  /* answer check with notEnrolled */
 static void *serve(void *arg) {
     int fd = (int)(intptr_t)arg;
     uint8_t req[8192];
-    static const uint8_t accepted[] = {0, 0, 0, 13, 1, 0x01, 0x10, 0, 1, 1, 0x11, 0, 4, 0, 0, 0, 8};
-    static const uint8_t enrolled_answer[] = {0, 0, 0, 2, 1, 0x02};
-    static const uint8_t not_enrolled_answer[] = {0, 0, 0, 2, 1, 0x03};
-    static const uint8_t ok[] = {0, 0, 0, 2, 1, 0x00};
-    const uint8_t *enrolled = not_enrolled ? not_enrolled_answer : enrolled_answer;
+    const uint8_t *enrolled = not_enrolled ? ANSWER_NOT_ENROLLED : ANSWER_ENROLLED;
     while (read_frame(fd, req, sizeof req) >= 0) {
-        const uint8_t *answer = req[1] == 0x02 ? accepted : req[1] == 0x01 ? enrolled : ok;
-        size_t len = answer == accepted ? sizeof accepted : sizeof ok;  /* the others are 6 bytes */
+        const uint8_t *answer = req[1] == 0x02 ? ANSWER_ACCEPTED : req[1] == 0x01 ? enrolled : ANSWER_OK;
+        size_t len = answer == ANSWER_ACCEPTED ? sizeof ANSWER_ACCEPTED : sizeof ANSWER_OK;
         if (io_all(fd, (uint8_t *)answer, len, 1)) break;
     }
     close(fd);

@@ -1,6 +1,6 @@
-/* The server loop shared by bench/noop_server.c (the ceiling) and bench/floor_server.c (check's
- * floor): a Unix stream socket at a path, and a thread per accepted connection, so the two differ
- * only in what they do with a frame. */
+/* The server loop shared by bench/noop_server.c (the ceiling) and bench/floor_server.c (the
+ * floors): a Unix stream socket at a path, a thread per accepted connection, and the answer
+ * frames, so the two differ only in what they do with a frame. */
 #ifndef BENCH_THREAD_SERVER_H
 #define BENCH_THREAD_SERVER_H
 #include <errno.h>
@@ -11,6 +11,14 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* The answer frames the servers send (docs/PROTOCOL.md: length, version 1, status, fields).
+ * ANSWER_ACCEPTED carries method TOTP and recoveryCodesLeft 8; the others are 6 bytes. */
+static const uint8_t ANSWER_ACCEPTED[] = {0, 0, 0, 13, 1, 0x01, 0x10, 0, 1, 1, 0x11, 0, 4, 0, 0, 0, 8};
+static const uint8_t ANSWER_OK[] = {0, 0, 0, 2, 1, 0x00};
+static const uint8_t ANSWER_ENROLLED[] = {0, 0, 0, 2, 1, 0x02};
+static const uint8_t ANSWER_NOT_ENROLLED[] = {0, 0, 0, 2, 1, 0x03};
+static const uint8_t ANSWER_BAD_REQUEST[] = {0, 0, 0, 2, 1, 0x21};
 
 /* Listens on `path` (replacing a stale socket there); -1 after printing why. */
 static inline int listen_at(const char *path, const char *name) {

@@ -1,6 +1,6 @@
-// Account rows decoded with SQLite's C API (SQLiteStatementCalls, SQLiteColumn). A `check` is one lookup by
-// name, and decoding it through GRDB's Row (a cursor, a row with a dictionary of column names)
-// cost more than SQLite's own work (docs/PERFORMANCE-NOTES.md).
+// Account rows decoded with SQLite's C API (SQLiteStatementCalls, SQLiteColumn). A `check` is
+// one lookup by name, and decoding it through GRDB's Row (a cursor, a row with a dictionary of
+// column names) cost more than SQLite's own work (docs/PERFORMANCE-NOTES.md).
 import GRDB
 import GRDBSQLite
 import TwoFactorCore
