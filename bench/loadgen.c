@@ -19,6 +19,9 @@
  * PAM module does for a login; the time then includes connect and the daemon's accept.
  * --gap-us N waits N microseconds (untimed) after each answer: requests that come as logins do,
  * to a daemon that has gone idle in between, rather than back to back.
+ * --max-requests N stops each level after about N requests (each client sends its share,
+ * rounded up), whatever the time left: the smoke run's bound on the codes it spends, so that a
+ * fast machine cannot use up every account's usable steps before the last verify row.
  * --any-step 1 gives every account the current step each time: for the no-work server, which
  * accepts anything, so the client does the same work (an HMAC per request) without running out.
  * After verify, FILE is rewritten with the steps used, so the next run skips them.
@@ -62,6 +65,7 @@ static long enroll_count;
 static int any_step;
 static int connect_each;  /* --connect-each 1: a connection per request, as a login */
 static long gap_us;       /* --gap-us N: idle time after each answer */
+static long max_requests; /* --max-requests N: a level's requests, at most (0: no bound) */
 
 typedef struct {
     int index, clients;
@@ -70,6 +74,7 @@ typedef struct {
     uint64_t status[256];
     int exhausted, failed;
     double deadline;
+    size_t limit;  /* this client's share of --max-requests, or SIZE_MAX */
     FILE *out;
     pthread_mutex_t *out_lock;
 } client_t;
@@ -192,7 +197,7 @@ static void *run_load(void *arg) {
     int fd = connect_each ? -1 : connect_socket();
     if (!connect_each && fd < 0) { c->failed = 1; return NULL; }
     int cursor = 0;
-    while (now_s() < c->deadline) {
+    while (now_s() < c->deadline && c->n < c->limit) {
         char otp[7];
         int i;
         if (op == OP_VERIFY) {
@@ -297,7 +302,8 @@ static int run_level(int clients, const char *out_path) {
     if (op != OP_ENROLL_BEGIN && clients > account_count) clients = account_count;
     double start = now_s();
     for (int i = 0; i < clients; i++) {
-        cs[i] = (client_t){.index = i, .clients = clients, .deadline = start + seconds, .out = out, .out_lock = &lock};
+        cs[i] = (client_t){.index = i, .clients = clients, .deadline = start + seconds, .out = out, .out_lock = &lock,
+                           .limit = max_requests ? (size_t)((max_requests + clients - 1) / clients) : SIZE_MAX};
         pthread_create(&ts[i], NULL, op == OP_ENROLL_BEGIN ? run_enroll : run_load, &cs[i]);
     }
     size_t total = 0;
@@ -358,6 +364,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--any-step")) any_step = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--connect-each")) connect_each = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--gap-us")) gap_us = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-requests")) max_requests = atol(argv[i + 1]);
         else { fprintf(stderr, "loadgen: unknown option %s\n", argv[i]); return 2; }
     }
     if (!socket_path || !op || !accounts_path) {
