@@ -512,7 +512,7 @@ public struct AccountRules: Sendable {
     // MARK: Reading
 
     public func isEnrolled(_ transaction: any AccountTransaction, user: String) throws -> Bool {
-        try transaction.account(named: user)?.enrollment != nil
+        try transaction.loginState(of: user).enrolled
     }
 
     /// The login policy's decision for `user` (LoginPolicy.decide), from the account's stored
@@ -520,12 +520,14 @@ public struct AccountRules: Sendable {
     /// module's credentials phase), a login let through on enforcement's grace logins is counted.
     public func decide(_ transaction: any AccountTransaction, user: String, remoteHost: String?, policy: LoginPolicy,
                        membership: () -> GroupMembership?, at moment: Moment, countGraceLogin: Bool) throws -> (PolicyDecision, Int?) {
-        var account = try transaction.account(named: user) ?? AccountRecord(name: user)
-        let decision = policy.decide(enrolled: account.enrollment != nil, remoteHost: remoteHost, membership: membership,
-                                     now: moment.now, graceLoginsUsed: account.graceLoginsUsed)
+        let state = try transaction.loginState(of: user)
+        let decision = policy.decide(enrolled: state.enrolled, remoteHost: remoteHost, membership: membership,
+                                     now: moment.now, graceLoginsUsed: state.graceLoginsUsed)
         guard countGraceLogin, decision.rule == .enforceGrace, policy.countsGraceLogins(at: moment.now) else {
             return (decision, nil)
         }
+        // Counting writes the whole row back, so it is read whole (in the same transaction).
+        var account = try transaction.account(named: user) ?? AccountRecord(name: user)
         account.graceLoginsUsed += 1
         try transaction.save(account)
         return (decision, account.graceLoginsUsed)

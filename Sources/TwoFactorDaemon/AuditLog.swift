@@ -84,32 +84,50 @@ public struct AuditEvent: Sendable, Equatable {
     /// The text form when it is not `name key=value ...` (diagnostic messages keep theirs).
     var plainText: String? = nil
 
-    public init(_ name: String) { self.name = name }
+    public init(_ name: String) {
+        self.name = name
+        fields.reserveCapacity(8)  // as many as the longest event has: it never regrows
+    }
 
     mutating func add(_ key: String, _ value: Value, attached: Bool = false) {
         fields.append(Field(key: key, value: value, attached: attached))
     }
 
-    /// `name key=value ...`: the historic form, matched by fail2ban and the tests.
-    public var textLine: String {
-        if let plainText { return plainText }
-        var line = name
-        for field in fields {
-            let text: String = switch field.value {
-            case .text(let value): AuditLog.value(value)
-            case .word(let word): word
-            case .number(let number): "\(number)"
-            case .rendered(let text, _): text
-            }
-            line += field.attached ? "(\(field.key)=\(text))" : " \(field.key)=\(text)"
+    /// `name key=value ...`, the historic form matched by fail2ban and the tests, with `trailing`
+    /// (the node) after the fields, and after a diagnostic's plain text too. Appended one field at
+    /// a time with no string in between: every request writes a line, and building it from
+    /// interpolated strings cost more than the account's lookup.
+    func textBytes(trailing: Field?) -> [UInt8] {
+        var line: [UInt8] = []
+        line.reserveCapacity(256)
+        if let plainText {
+            line.appendUTF8(plainText)
+        } else {
+            line.appendUTF8(name)
+            for field in fields { Self.appendText(field, to: &line) }
         }
+        if let trailing { Self.appendText(trailing, to: &line) }
         return line
     }
 
-    /// One JSON object, keys in a fixed order: `time` (UTC, ISO 8601), `event`, then the fields.
-    public func jsonLine(time: Double) -> String {
+    private static func appendText(_ field: Field, to line: inout [UInt8]) {
+        line.append(field.attached ? UInt8(ascii: "(") : UInt8(ascii: " "))
+        line.appendUTF8(field.key)
+        line.append(UInt8(ascii: "="))
+        switch field.value {
+        case .text(let value): AuditLog.appendValue(value, to: &line)
+        case .word(let word): line.appendUTF8(word)
+        case .number(let number): line.appendUTF8(String(number))
+        case .rendered(let text, _): line.appendUTF8(text)
+        }
+        if field.attached { line.append(UInt8(ascii: ")")) }
+    }
+
+    /// One JSON object, keys in a fixed order: `time` (UTC, ISO 8601), `event`, then the fields
+    /// and `trailing` (the node).
+    public func jsonLine(time: Double, trailing: Field? = nil) -> String {
         var line = "{\"time\":\(JSONString.quoted(AuditLog.preciseTimestamp(time))),\"event\":\(JSONString.quoted(name))"
-        for field in fields {
+        for field in fields + (trailing.map { [$0] } ?? []) {
             let json: String = switch field.value {
             case .text(let value): value.map { JSONString.quoted(String($0.unicodeScalars.prefix(256))) } ?? "null"
             case .word(let word): JSONString.quoted(word)
@@ -119,6 +137,15 @@ public struct AuditEvent: Sendable, Equatable {
             line += ",\(JSONString.quoted(field.key)):\(json)"
         }
         return line + "}"
+    }
+}
+
+fileprivate extension [UInt8] {
+    /// Appends the text's UTF-8 with one copy: the keys and words of a line are short strings,
+    /// which Swift keeps inline, and `append(contentsOf: text.utf8)` took those byte by byte.
+    mutating func appendUTF8(_ text: String) {
+        var text = text
+        text.withUTF8 { append(contentsOf: $0) }
     }
 }
 
@@ -157,15 +184,15 @@ public final class AuditLog: Sendable {
 
     /// Writes one event in the configured format; `priority` is a syslog level.
     public func write(_ event: AuditEvent, priority: Int32 = LOG_INFO) {
-        var event = event
         // Last, so the fields before it (and fail2ban patterns on them) read as they always did.
-        if let node { event.add("node", .word(node)) }
-        var line = format == .json ? event.jsonLine(time: now()) : event.textLine
-        if format == .text, event.plainText != nil, let node { line += " node=\(node)" }
+        // Passed beside the event rather than added to it: that would copy its fields.
+        let trailing = node.map { AuditEvent.Field(key: "node", value: .word($0)) }
+        let line = format == .json ? Array(event.jsonLine(time: now(), trailing: trailing).utf8)
+                                   : event.textBytes(trailing: trailing)
         if sink == .journal, let journal {
-            var fields = [("MESSAGE", line), ("PRIORITY", "\(priority)"), ("SYSLOG_IDENTIFIER", "twofactord"),
-                          ("SYSLOG_FACILITY", "10"), ("TWOFACTOR_EVENT", event.name)]
-            for field in event.fields {
+            var fields = [("MESSAGE", String(decoding: line, as: UTF8.self)), ("PRIORITY", "\(priority)"),
+                          ("SYSLOG_IDENTIFIER", "twofactord"), ("SYSLOG_FACILITY", "10"), ("TWOFACTOR_EVENT", event.name)]
+            for field in event.fields + (trailing.map { [$0] } ?? []) {
                 let value: String? = switch field.value {
                 case .text(let text): text.map { Self.printable($0) }
                 case .word(let word): word
@@ -179,17 +206,21 @@ public final class AuditLog: Sendable {
         emit(line, priority: priority)
     }
 
-    /// Writes one finished line; `priority` is a syslog level.
-    private func emit(_ line: String, priority: Int32) {
+    /// Writes one finished line (UTF-8, no newline); `priority` is a syslog level.
+    private func emit(_ line: [UInt8], priority: Int32) {
+        var bytes = line
         switch sink {
         case .syslog:
-            twofactor_syslog(LOG_AUTHPRIV | priority, line)
+            bytes.append(0)
+            bytes.withUnsafeBufferPointer { text in
+                text.withMemoryRebound(to: CChar.self) { twofactor_syslog(LOG_AUTHPRIV | priority, $0.baseAddress!) }
+            }
         case .stderr, .journal:
             if sink == .journal, let journal,
-               journal.send([("MESSAGE", line), ("PRIORITY", "\(priority)"), ("SYSLOG_IDENTIFIER", "twofactord"),
-                             ("SYSLOG_FACILITY", "10")]) { return }
+               journal.send([("MESSAGE", String(decoding: line, as: UTF8.self)), ("PRIORITY", "\(priority)"),
+                             ("SYSLOG_IDENTIFIER", "twofactord"), ("SYSLOG_FACILITY", "10")]) { return }
             // One write(2) per line so concurrent lines never interleave.
-            let bytes = Array((line + "\n").utf8)
+            bytes.append(UInt8(ascii: "\n"))
             lock.lock()
             defer { lock.unlock() }
             var offset = 0
@@ -319,24 +350,33 @@ public final class AuditLog: Sendable {
     /// backslashes become '?', and a value with spaces or '=' is quoted, so nobody can forge a
     /// field with a crafted user name. Long values are cut.
     public static func value(_ text: String?) -> String {
-        guard let text, !text.isEmpty else { return "-" }
         var bytes: [UInt8] = []
+        appendValue(text, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `value(text)`, appended to a line being built.
+    static func appendValue(_ text: String?, to line: inout [UInt8]) {
+        guard let text, !text.isEmpty else { line.append(UInt8(ascii: "-")); return }
+        let start = line.count
         var needsQuotes = false
         for byte in text.utf8.prefix(128) {
             switch byte {
             case 0x20, UInt8(ascii: "="):
                 needsQuotes = true
-                bytes.append(byte)
+                line.append(byte)
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                bytes.append(UInt8(ascii: "?"))
+                line.append(UInt8(ascii: "?"))
             case 0x21...0x7e:
-                bytes.append(byte)
+                line.append(byte)
             default:
-                bytes.append(UInt8(ascii: "?"))
+                line.append(UInt8(ascii: "?"))
             }
         }
-        let clean = String(decoding: bytes, as: UTF8.self)
-        return needsQuotes ? "\"\(clean)\"" : clean
+        if needsQuotes {
+            line.insert(UInt8(ascii: "\""), at: start)
+            line.append(UInt8(ascii: "\""))
+        }
     }
 }
 

@@ -451,8 +451,11 @@ public final class RequestProcessor: Sendable {
 
     /// The `user` field when it is a plausible account name: UTF-8, 1...Product.maxUserNameLength bytes, no controls.
     static func user(_ request: WireMessage) -> String? {
-        guard let bytes = request.bytes(.user), !bytes.isEmpty, bytes.count <= Product.maxUserNameLength,
-              let name = String(validating: bytes, as: UTF8.self),
+        guard let bytes = request.bytes(.user), !bytes.isEmpty, bytes.count <= Product.maxUserNameLength else { return nil }
+        // Nearly every name is printable ASCII, which has no controls: a byte test, not Unicode's
+        // tables (every request pays for this). Anything else takes the full check below.
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return String(decoding: bytes, as: UTF8.self) }
+        guard let name = String(validating: bytes, as: UTF8.self),
               !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return nil }
         return name
     }

@@ -453,6 +453,10 @@ final class DaemonIntegrationTests: XCTestCase {
         // A user name crafted to forge fields stays one quoted, sanitised value.
         XCTAssertEqual(try daemon.send(.verify, [(.user, "eve result=accepted reason=ok"), (.code, "1")]).status, .notEnrolled)
         XCTAssertEqual(try daemon.send(.verify, [(.user, "eve\u{1b}[2J"), (.code, "1")]).status, .badRequest)
+        // Controls are refused whether the name is otherwise ASCII or not (two paths in user()).
+        XCTAssertEqual(try daemon.send(.check, [(.user, "eve\u{7f}")]).status, .badRequest)
+        XCTAssertEqual(try daemon.send(.check, [(.user, "jos\u{e9}\u{85}")]).status, .badRequest)
+        XCTAssertEqual(try daemon.send(.check, [(.user, "jos\u{e9}")]).status, .notEnrolled)
         XCTAssertEqual(try daemon.send(.regenerateRecoveryCodes, [(.user, "alice")]).status, .ok)
         XCTAssertEqual(daemon.stop(), 0)
 

@@ -193,6 +193,41 @@ class StoreAndRulesTests: XCTestCase {
         XCTAssertNil(store.readNow { try rules.isEnrolled($0, user: "alice") })
     }
 
+    /// loginState is account(named:)'s enrollment and grace logins, read narrowly: the same
+    /// answer for an unknown account, a pending enrollment, an enrollment and counted grace logins,
+    /// through the writer and through the immediate readers.
+    func testLoginStateAgreesWithTheWholeRow() throws {
+        var pendingOnly = AccountRecord(name: "pat")
+        pendingOnly.pending = EnrollmentRecord(sealedSecret: [4, 5], algorithm: "SHA1", digits: 6, period: 30, createdAt: 1)
+        pendingOnly.graceLoginsUsed = 2
+        var enrolled = AccountRecord(name: "eve")
+        enrolled.enrollment = EnrollmentRecord(sealedSecret: [1, 2], algorithm: "SHA1", digits: 6, period: 30, createdAt: 1)
+        enrolled.graceLoginsUsed = 3
+        let records = [pendingOnly, enrolled]
+        try write { transaction in for record in records { try transaction.save(record) } }
+        for name in ["nobody", "pat", "eve"] {
+            let whole = try write { try $0.account(named: name) }
+            let expected = LoginState(enrolled: whole?.enrollment != nil, graceLoginsUsed: whole?.graceLoginsUsed ?? 0)
+            XCTAssertEqual(try write { try $0.loginState(of: name) }, expected, name)
+            if store is SQLiteAccountStore { XCTAssertEqual(store.readNow { try $0.loginState(of: name) }, expected, name) }
+        }
+        XCTAssertEqual(try write { try $0.loginState(of: "eve") }, LoginState(enrolled: true, graceLoginsUsed: 3))
+        XCTAssertEqual(try write { try $0.loginState(of: "pat") }, LoginState(enrolled: false, graceLoginsUsed: 2))
+    }
+
+    /// The immediate readers open the file read-only: a unit that tries to write through
+    /// readNow fails (nil, so `check` would take the `read` path) and nothing is written.
+    func testReadNowCannotWrite() throws {
+        guard store is SQLiteAccountStore else { throw XCTSkip("readNow is SQLite's") }
+        var intruder = AccountRecord(name: "mallory")
+        intruder.enrollment = EnrollmentRecord(sealedSecret: [1], algorithm: "SHA1", digits: 6, period: 30, createdAt: 1)
+        let record = intruder
+        XCTAssertNil(store.readNow { try $0.save(record) })
+        XCTAssertNil(store.readNow { try $0.replaceRecoveryCodes(of: "mallory", hashes: [[1, 2, 3]]) })
+        XCTAssertEqual(store.readNow { try $0.account(named: "mallory") }, .some(nil))
+        XCTAssertEqual(store.readNow { try $0.recoveryCodes(of: "mallory").count }, 0)
+    }
+
     func testFailedCommitFailsEveryUnitOfTheBatch() throws {
         let release = holdWriter()
         store.failingCommitsForTesting = 1

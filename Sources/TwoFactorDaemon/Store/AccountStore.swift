@@ -69,6 +69,20 @@ public struct AccountRecord: Sendable, Equatable {
     }
 }
 
+/// What the login policy asks of an account at every `check`: a narrow read, since reading the
+/// whole row (23 columns, a sealed secret, five strings) for these two facts was over a quarter
+/// of the daemon's work per check (docs/PERFORMANCE-NOTES.md, fifth round). An unknown account
+/// is not enrolled and has used no grace logins.
+public struct LoginState: Sendable, Equatable {
+    public var enrolled = false
+    public var graceLoginsUsed = 0
+
+    public init(enrolled: Bool = false, graceLoginsUsed: Int = 0) {
+        self.enrolled = enrolled
+        self.graceLoginsUsed = graceLoginsUsed
+    }
+}
+
 /// One recovery code hash, never the code itself.
 public struct RecoveryCodeRecord: Sendable, Equatable {
     public var hash: [UInt8]
@@ -78,6 +92,8 @@ public struct RecoveryCodeRecord: Sendable, Equatable {
 /// The operations a unit of work may perform. Only valid inside the unit that received it.
 public protocol AccountTransaction {
     func account(named name: String) throws -> AccountRecord?
+    /// The account's LoginState: `account(named:)`'s enrollment and grace logins, and no more.
+    func loginState(of name: String) throws -> LoginState
     func allAccounts() throws -> [AccountRecord]
     /// Up to `limit` accounts in name order (bytewise, as SQLite's BINARY collation), starting
     /// after `after` or from the first when nil: one page of admin list.

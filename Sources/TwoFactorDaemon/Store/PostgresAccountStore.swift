@@ -613,6 +613,13 @@ final class PostgresTransaction: AccountTransaction {
         return try found.first.map(Self.record)
     }
 
+    func loginState(of name: String) throws -> LoginState {
+        let found = try rows("SELECT secret IS NOT NULL, grace_logins_used FROM account WHERE name = \(name)")
+        guard let row = found.first else { return LoginState() }
+        let (enrolled, used) = try row.decode((Bool, Int64).self)
+        return LoginState(enrolled: enrolled, graceLoginsUsed: Int(used))
+    }
+
     func allAccounts() throws -> [AccountRecord] {
         try rows("SELECT \(unescaped: Self.columns) FROM account ORDER BY name").map(Self.record)
     }

@@ -13,10 +13,20 @@ enum SQLiteAccountRows {
         lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window, grace_logins_used
         """
 
-    /// Every account row that `SELECT <the columns> FROM account <rest>` yields for `parameters`.
-    static func fetch(_ db: Database, _ rest: String, _ parameters: [SQLiteStatementCalls.Parameter]) throws -> [AccountRecord] {
+    /// The queries, each built once: a statement's text is the key its connection finds the
+    /// prepared statement by, so building it for every lookup cost more than decoding the row.
+    static let byName = select("WHERE name = ?")
+    static let all = select("ORDER BY name")
+    static let firstPage = select("ORDER BY name LIMIT ?")
+    static let pageAfter = select("WHERE name > ? ORDER BY name LIMIT ?")
+
+    private static func select(_ rest: String) -> String { "SELECT \(columns) FROM account \(rest)" }
+
+    /// Every account row that `query` (one of the above) yields for `parameters`.
+    static func fetch(_ db: some SQLiteStatementSource, _ query: String,
+                      _ parameters: [SQLiteStatementCalls.Parameter]) throws -> [AccountRecord] {
         var records: [AccountRecord] = []
-        try SQLiteStatementCalls.run(db, "SELECT \(columns) FROM account \(rest)", parameters) { records.append(record($0)) }
+        try SQLiteStatementCalls.run(db, query, parameters) { records.append(record($0)) }
         return records
     }
 

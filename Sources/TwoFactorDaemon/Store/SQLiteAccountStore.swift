@@ -250,21 +250,18 @@ private final class ImmediateReader: @unchecked Sendable {
     /// Enough for the connections that usually ask at once (a few per core): beyond that a
     /// `check` goes to the store's read queue, a thread hop instead of a wait.
     static let count = max(8, min(32, 4 * ProcessInfo.processInfo.activeProcessorCount))
-    static let cacheKiB = 512
+    /// Their page caches together hold at most 16 MiB, so the daemon's memory stays flat however
+    /// many readers and accounts there are (the kernel caches the file). On up to 8 readers that
+    /// is SQLite's default of about 2 MiB each: a smaller cache made a `check` read pages from the
+    /// file more often (docs/PERFORMANCE-NOTES.md, fifth round).
+    static let cacheKiB = 16 * 1024 / count
 
-    private let database: DatabaseQueue
+    private let connection: SQLiteReadConnection
     private let lock = NSLock()
     private var closed = false
 
-    init(path: String) throws {
-        var configuration = Configuration()
-        configuration.label = "twofactord.immediate"
-        configuration.readonly = true
-        configuration.busyMode = .immediateError
-        // A lookup by name touches a handful of pages: a small cache each keeps the daemon's
-        // memory flat however many readers and accounts there are (the kernel caches the file).
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -\(Self.cacheKiB)") }
-        database = try DatabaseQueue(path: path, configuration: configuration)
+    init(path: String) throws(StoreError) {
+        connection = try SQLiteReadConnection(path: path, cacheKiB: Self.cacheKiB)
     }
 
     /// The body's value; nil when another thread holds this reader, it is closed, or the read
@@ -274,13 +271,13 @@ private final class ImmediateReader: @unchecked Sendable {
         defer { lock.unlock() }
         guard !closed else { return nil }
         // One statement needs no transaction of its own: SQLite reads it from one snapshot.
-        return try? database.inDatabase { db in try body(SQLiteTransaction(db: db)) }
+        return try? body(SQLiteTransaction(db: connection))
     }
 
     func close() {
         lock.lock()
+        if !closed { connection.close() }
         closed = true
-        try? database.close()
         lock.unlock()
     }
 }
@@ -337,24 +334,34 @@ final class ResultBox<T: Sendable>: @unchecked Sendable {
     var result: Result<T, StoreError>?
 }
 
-/// AccountTransaction over one GRDB connection.
+/// AccountTransaction over one connection: GRDB's (the writer, the read queue) or an immediate
+/// reader's.
 struct SQLiteTransaction: AccountTransaction {
-    let db: Database
+    let db: any SQLiteStatementSource
 
     func account(named name: String) throws -> AccountRecord? {
-        try SQLiteAccountRows.fetch(db, "WHERE name = ?", [.text(name)]).first
+        try SQLiteAccountRows.fetch(db, SQLiteAccountRows.byName, [.text(name)]).first
+    }
+
+    func loginState(of name: String) throws -> LoginState {
+        var state = LoginState()
+        try SQLiteStatementCalls.run(db, "SELECT secret IS NOT NULL, grace_logins_used FROM account WHERE name = ?",
+                                     [.text(name)]) { raw in
+            state = LoginState(enrolled: SQLiteColumn.integer(raw, 0) == 1, graceLoginsUsed: SQLiteColumn.integer(raw, 1) ?? 0)
+        }
+        return state
     }
 
     func allAccounts() throws -> [AccountRecord] {
-        try SQLiteAccountRows.fetch(db, "ORDER BY name", [])
+        try SQLiteAccountRows.fetch(db, SQLiteAccountRows.all, [])
     }
 
     func accounts(after: String?, limit: Int) throws -> [AccountRecord] {
         // name is the primary key: both forms walk its index, no sort.
         if let after {
-            return try SQLiteAccountRows.fetch(db, "WHERE name > ? ORDER BY name LIMIT ?", [.text(after), .integer(limit)])
+            return try SQLiteAccountRows.fetch(db, SQLiteAccountRows.pageAfter, [.text(after), .integer(limit)])
         }
-        return try SQLiteAccountRows.fetch(db, "ORDER BY name LIMIT ?", [.integer(limit)])
+        return try SQLiteAccountRows.fetch(db, SQLiteAccountRows.firstPage, [.integer(limit)])
     }
 
     func save(_ account: AccountRecord) throws {
@@ -387,8 +394,8 @@ struct SQLiteTransaction: AccountTransaction {
     }
 
     func deleteAccount(named name: String) throws {
-        try db.execute(sql: "DELETE FROM recovery_code WHERE account = ?", arguments: [name])
-        try db.execute(sql: "DELETE FROM account WHERE name = ?", arguments: [name])
+        try SQLiteStatementCalls.run(db, "DELETE FROM recovery_code WHERE account = ?", [.text(name)])
+        try SQLiteStatementCalls.run(db, "DELETE FROM account WHERE name = ?", [.text(name)])
     }
 
     func recoveryCodes(of name: String) throws -> [RecoveryCodeRecord] {
@@ -409,9 +416,9 @@ struct SQLiteTransaction: AccountTransaction {
     }
 
     func replaceRecoveryCodes(of name: String, hashes: [[UInt8]]) throws {
-        try db.execute(sql: "DELETE FROM recovery_code WHERE account = ?", arguments: [name])
+        try SQLiteStatementCalls.run(db, "DELETE FROM recovery_code WHERE account = ?", [.text(name)])
         for hash in hashes {
-            try db.execute(sql: "INSERT INTO recovery_code (account, hash) VALUES (?, ?)", arguments: [name, Data(hash)])
+            try SQLiteStatementCalls.run(db, "INSERT INTO recovery_code (account, hash) VALUES (?, ?)", [.text(name), .blob(hash)])
         }
     }
 }

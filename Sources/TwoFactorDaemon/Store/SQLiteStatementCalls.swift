@@ -1,9 +1,24 @@
-// The store's frequent statements run with SQLite's C API on GRDB's cached statements: binding
-// through GRDB (each argument boxed as a DatabaseValue, an array of existentials, a cursor) cost
-// more than SQLite's own work for a one-row lookup or update (docs/PERFORMANCE-NOTES.md).
-// The writer's transactions and savepoints run the same way (SQLiteWriteTransaction).
+// The store's statements run with SQLite's C API on statements their connection keeps prepared:
+// binding through GRDB (each argument boxed as a DatabaseValue, an array of existentials, a
+// cursor) cost more than SQLite's own work for a one-row lookup or update
+// (docs/PERFORMANCE-NOTES.md). The writer's transactions and savepoints run the same way
+// (SQLiteWriteTransaction), and so do the immediate readers' lookups (SQLiteReadConnection).
 import GRDB
 import GRDBSQLite
+
+/// A connection that keeps its prepared statements for the next call: GRDB's Database (its
+/// statement cache) or an immediate reader's SQLiteReadConnection.
+protocol SQLiteStatementSource {
+    /// The prepared statement for `sql`; the caller resets it after use.
+    func preparedStatement(_ sql: String) throws -> SQLiteStatement
+    /// The connection's handle, for its error message and change count.
+    var handle: SQLiteConnection? { get }
+}
+
+extension Database: SQLiteStatementSource {
+    func preparedStatement(_ sql: String) throws -> SQLiteStatement { try cachedStatement(sql: sql).sqliteStatement }
+    var handle: SQLiteConnection? { sqliteConnection }
+}
 
 enum SQLiteStatementCalls {
     /// A value bound to a `?` of the statement.
@@ -22,9 +37,9 @@ enum SQLiteStatementCalls {
 
     /// Runs `sql` with `parameters`, handing each result row to `row` (nothing is kept of a row
     /// after `row` returns). The statement is reset and its bindings cleared whatever happens.
-    static func run(_ db: Database, _ sql: String, _ parameters: [Parameter],
+    static func run(_ db: some SQLiteStatementSource, _ sql: String, _ parameters: [Parameter],
                     row: (SQLiteStatement) throws -> Void = { _ in }) throws {
-        let raw = try db.cachedStatement(sql: sql).sqliteStatement
+        let raw = try db.preparedStatement(sql)
         sqlite3_reset(raw)
         defer {
             sqlite3_reset(raw)
@@ -43,13 +58,13 @@ enum SQLiteStatementCalls {
     }
 
     /// Runs a statement that changes rows; how many rows it changed.
-    static func change(_ db: Database, _ sql: String, _ parameters: [Parameter]) throws -> Int {
+    static func change(_ db: some SQLiteStatementSource, _ sql: String, _ parameters: [Parameter]) throws -> Int {
         try run(db, sql, parameters)
-        return Int(sqlite3_changes(db.sqliteConnection))
+        return Int(sqlite3_changes(db.handle))
     }
 
     /// The integer in the first column of the first row (a COUNT), 0 when there is no row.
-    static func integer(_ db: Database, _ sql: String, _ parameters: [Parameter]) throws -> Int {
+    static func integer(_ db: some SQLiteStatementSource, _ sql: String, _ parameters: [Parameter]) throws -> Int {
         var value: Int64 = 0
         var first = true
         try run(db, sql, parameters) { raw in
@@ -83,8 +98,8 @@ enum SQLiteStatementCalls {
     /// SQLITE_TRANSIENT, a macro Swift does not import.
     private static let transient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
 
-    static func failure(_ db: Database, _ what: String, _ code: Int32) -> StoreError {
-        StoreError("\(what): \(String(cString: sqlite3_errmsg(db.sqliteConnection))) (SQLite \(code))")
+    static func failure(_ db: some SQLiteStatementSource, _ what: String, _ code: Int32) -> StoreError {
+        StoreError("\(what): \(String(cString: sqlite3_errmsg(db.handle))) (SQLite \(code))")
     }
 }
 
