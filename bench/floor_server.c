@@ -5,8 +5,8 @@
  * the work any correct daemon on this store must do.
  *
  * check: reads the account's row by name from the daemon's own SQLite file (a prepared statement
- * on a read-only connection taken from a pool, so a connection per login costs no opening; the
- * columns the daemon reads) and appends one audit line to a file (the daemon records every
+ * on a read-only connection taken from a pool, so a connection per login costs no opening; what
+ * the daemon reads) and appends one audit line to a file (the daemon records every
  * check), then answers enrolled when the row has a secret, notEnrolled otherwise.
  *
  * verify: changes the account's row (the used step) in a copy of that file, made at start with
@@ -45,12 +45,9 @@ typedef struct reader { sqlite3 *db; sqlite3_stmt *stmt; struct reader *next; } 
 static reader_t *idle_readers;
 static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The daemon's column list (Sources/TwoFactorDaemon/Store/SQLiteAccountRows.swift). */
-static const char *lookup =
-    "SELECT name, secret, algorithm, digits, period, enrolled_at, pending_secret, pending_algorithm, "
-    "pending_digits, pending_period, pending_since, last_step, last_used_at, failures, locked_until, "
-    "lockouts, drift_steps, kind, pending_kind, hotp_counter, hotp_resync_counter, account_window, "
-    "grace_logins_used FROM account WHERE name = ?";
+/* What the daemon reads for a check (SQLiteTransaction.loginState in
+ * Sources/TwoFactorDaemon/Store/SQLiteAccountStore.swift). */
+static const char *lookup = "SELECT secret IS NOT NULL, grace_logins_used FROM account WHERE name = ?";
 
 static reader_t *take_reader(void) {
     pthread_mutex_lock(&readers_lock);
@@ -174,8 +171,8 @@ static void *serve(void *arg) {
         sqlite3_bind_text(stmt, 1, (const char *)req + 5, (int)user_len, SQLITE_STATIC);
         int has_secret = 0;
         if (sqlite3_step(stmt) == SQLITE_ROW) {
-            for (int i = 0; i < sqlite3_column_count(stmt); i++) (void)sqlite3_column_value(stmt, i);
-            has_secret = sqlite3_column_type(stmt, 1) != SQLITE_NULL;
+            has_secret = sqlite3_column_int(stmt, 0);
+            (void)sqlite3_column_int64(stmt, 1);
         }
         sqlite3_reset(stmt);
         give_back(r);
